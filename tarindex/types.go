@@ -1,0 +1,159 @@
+// Package tarindex indexes one OCI layer blob in a single streaming pass.
+//
+// It detects the compression (gzip, including multi-member gzip, zstd, or an
+// uncompressed tar) from the media type and confirms it with the magic bytes,
+// walks the tar headers and records, for every entry, its clean path, type,
+// mode, owner, times, link target and, for regular files, the offset and
+// length of its data in the uncompressed tar stream. The same pass computes
+// the sha256 of the whole uncompressed stream (the layer's DiffID), clip's
+// {COff, UOff} gzip checkpoints, resumable inflate checkpoints and zstd frame
+// boundaries.
+//
+// The package knows nothing about overlays or clip's node tree: whiteout
+// entries are reported as ordinary entries and interpreted by package archive.
+package tarindex
+
+import (
+	"errors"
+	"time"
+
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/opencontainers/go-digest"
+)
+
+// Compression is the compression of a layer blob.
+type Compression uint8
+
+const (
+	// CompressionNone is an uncompressed tar stream.
+	CompressionNone Compression = iota
+	// CompressionGzip is a gzip stream (one or more members).
+	CompressionGzip
+	// CompressionZstd is a zstd stream (one or more frames).
+	CompressionZstd
+)
+
+// String returns "none", "gzip" or "zstd".
+func (c Compression) String() string {
+	switch c {
+	case CompressionNone:
+		return "none"
+	case CompressionGzip:
+		return "gzip"
+	case CompressionZstd:
+		return "zstd"
+	}
+	return "unknown"
+}
+
+// EntryKind is the type of a tar entry as ociclip understands it.
+type EntryKind uint8
+
+const (
+	KindFile     EntryKind = iota // regular file (tar '0' or '\x00')
+	KindDir                       // directory
+	KindSymlink                   // symbolic link
+	KindHardlink                  // hard link; Linkname holds the clean absolute target path
+	KindChar                      // character device
+	KindBlock                     // block device
+	KindFIFO                      // named pipe
+)
+
+// String returns a short lower-case name of the kind.
+func (k EntryKind) String() string {
+	switch k {
+	case KindFile:
+		return "file"
+	case KindDir:
+		return "dir"
+	case KindSymlink:
+		return "symlink"
+	case KindHardlink:
+		return "hardlink"
+	case KindChar:
+		return "char"
+	case KindBlock:
+		return "block"
+	case KindFIFO:
+		return "fifo"
+	}
+	return "unknown"
+}
+
+// Entry is one tar entry of a layer.
+type Entry struct {
+	// Path is the clean absolute path of the entry inside the image root:
+	// "./usr/bin/" becomes "/usr/bin", and the root entry ("./" or "/") is "/".
+	Path string
+	Kind EntryKind
+	// Mode holds the permission and special bits (07777) of the tar header,
+	// without file type bits.
+	Mode uint32
+	Uid  uint32
+	Gid  uint32
+	// Size is the length of a regular file's data; 0 for other kinds.
+	Size int64
+	// Offset is the offset of a regular file's first data byte in the
+	// uncompressed tar stream; 0 for other kinds.
+	Offset int64
+	// Linkname is the symlink target verbatim, or for a hard link the clean
+	// absolute path of its target.
+	Linkname string
+	// Times from the tar header (PAX/GNU atime and ctime when present; zero
+	// otherwise).
+	ModTime    time.Time
+	AccessTime time.Time
+	ChangeTime time.Time
+	Devmajor   int64
+	Devminor   int64
+}
+
+// ResumePoint is a resumable inflate checkpoint of a gzip layer: inflation can
+// restart at the deflate block boundary at bit BitOffset of byte COff of the
+// blob, with Window (the last up to 32 KiB of output before UOff) as the
+// dictionary, and produce the uncompressed stream from UOff on.
+type ResumePoint struct {
+	COff      int64  // offset in the compressed blob of the byte holding the block's first bit
+	BitOffset uint8  // 0-7: bits of that byte already consumed
+	UOff      int64  // offset in the uncompressed stream
+	Window    []byte // up to 32 KiB of output preceding UOff
+	// MemberStart is the blob offset of the gzip member this point is in
+	// (so a reader knows where that member's header began).
+	MemberStart int64
+}
+
+// Result is the outcome of indexing one layer.
+type Result struct {
+	Compression      Compression
+	Entries          []Entry
+	DiffID           digest.Digest // sha256 of the whole uncompressed stream
+	UncompressedSize int64
+	CompressedSize   int64
+	// GzipCheckpoints are clip-form {COff, UOff} pairs chosen by clip's
+	// interval rules, each on a real deflate block boundary. Empty for other
+	// compressions.
+	GzipCheckpoints []common.GzipCheckpoint
+	// ResumePoints are resumable checkpoints, at most one per span. Empty for
+	// other compressions or when disabled.
+	ResumePoints []ResumePoint
+	// ZstdFrames lists the data frames of a zstd layer (skippable frames
+	// skipped). Empty for other compressions.
+	ZstdFrames []common.ZstdFrame
+}
+
+// Sentinel errors; errors returned by this package wrap one of these where a
+// caller might branch on the cause.
+var (
+	// ErrUnknownMediaType: the layer media type is not one ociclip can index.
+	ErrUnknownMediaType = errors.New("unknown layer media type")
+	// ErrCompressionMismatch: the media type and the magic bytes disagree.
+	ErrCompressionMismatch = errors.New("layer compression does not match its media type")
+	// ErrCorrupt: the compressed stream or the tar stream is malformed or truncated.
+	ErrCorrupt = errors.New("corrupt layer")
+	// ErrSparse: the layer holds a sparse file, which clip cannot describe.
+	ErrSparse = errors.New("sparse file in layer")
+	// ErrUnsafePath: an entry name is absolute in a harmful way, contains NUL, or escapes the root.
+	ErrUnsafePath = errors.New("unsafe path in layer")
+	// ErrLimit: a configured limit was exceeded.
+	ErrLimit = errors.New("limit exceeded")
+)
