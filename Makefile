@@ -1,0 +1,46 @@
+# ociclip — see README.md.
+GO        ?= go
+FUZZTIME  ?= 5s
+BENCHTIME ?= 1x
+PKGS      := ./...
+
+.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-data clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ociclip ./cmd/ociclip
+
+# The test command of README.md and .ci/run: format, vet, unit/integration
+# tests, every benchmark once, every fuzz target for $(FUZZTIME).
+test: fmt-check vet unit bench-smoke fuzz-smoke
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 10m $(PKGS)
+
+# Runs each Fuzz* target of ./fuzz/... for $(FUZZTIME).
+fuzz-smoke:
+	@set -e; for pkg in $$($(GO) list ./fuzz/... 2>/dev/null); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# The main job on the layout shipped in testdata/.
+demo:
+	$(GO) run ./cmd/ociclip index oci:testdata/busybox:1.35 -o /tmp/busybox.clip --storage-ref docker.io/library/busybox:1.35
+	$(GO) run ./cmd/ociclip ls /tmp/busybox.clip /bin -l
+
+clean:
+	rm -rf bin

@@ -1,0 +1,212 @@
+// Package archive merges per-layer tar indexes into clip's node tree and
+// writes and reads beam-cloud/clip v2 metadata-only ("oci") archives.
+//
+// File layout (see docs/FORMAT.md): a 54-byte little-endian
+// common.ClipArchiveHeader, the index (one gob stream of []*common.ClipNode
+// sorted by path), the storage info (gob of common.StorageInfoWrapper{Type:
+// "oci", Data: gob of common.OCIStorageInfo}), then optionally ociclip's own
+// extension section, which clip's reader never looks at. All gob streams are
+// written by a deterministic encoder, so the same input gives the same bytes.
+package archive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/beam-cloud/clip/pkg/common"
+
+	"github.com/ociclip/ociclip/archive/internal/detgob"
+)
+
+// StorageTypeOCI is the storage type of metadata-only archives whose file
+// contents live in OCI registry layers.
+const StorageTypeOCI = "oci"
+
+// Errors of the reader; returned errors wrap them.
+var (
+	// ErrNotClip: the file does not start with clip's magic and version.
+	ErrNotClip = errors.New("not a clip archive")
+	// ErrCorruptArchive: section offsets or lengths are out of bounds, or a
+	// section does not decode.
+	ErrCorruptArchive = errors.New("corrupt clip archive")
+)
+
+// Archive is the decoded content of a clip v2 metadata archive.
+type Archive struct {
+	Header      common.ClipArchiveHeader
+	Nodes       []*common.ClipNode // sorted by path, as stored
+	StorageType string
+	Storage     common.OCIStorageInfo // set when StorageType is "oci"
+	// Extension is ociclip's extension section, nil when the file has none.
+	Extension *Extension
+}
+
+// Encode writes the archive bytes for nodes (sorted by path) and info to w,
+// followed by ext when it is not nil.
+func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) error {
+	enc := detgob.NewEncoder()
+	index, err := enc.Marshal(nodes)
+	if err != nil {
+		return fmt.Errorf("encoding index: %w", err)
+	}
+	data, err := enc.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("encoding storage info: %w", err)
+	}
+	storage, err := enc.Marshal(&common.StorageInfoWrapper{Type: StorageTypeOCI, Data: data})
+	if err != nil {
+		return fmt.Errorf("encoding storage info wrapper: %w", err)
+	}
+	h := common.ClipArchiveHeader{
+		ClipFileFormatVersion: common.ClipFileFormatVersion,
+		IndexLength:           int64(len(index)),
+		IndexPos:              common.ClipHeaderLength,
+		StorageInfoLength:     int64(len(storage)),
+		StorageInfoPos:        common.ClipHeaderLength + int64(len(index)),
+	}
+	copy(h.StartBytes[:], common.ClipFileStartBytes)
+	copy(h.StorageInfoType[:], StorageTypeOCI)
+	if err := binary.Write(w, binary.LittleEndian, &h); err != nil {
+		return err
+	}
+	if _, err := w.Write(index); err != nil {
+		return err
+	}
+	if _, err := w.Write(storage); err != nil {
+		return err
+	}
+	if ext != nil {
+		b, err := ext.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFile writes the archive to path atomically: the bytes go to a
+// temporary file in the same directory, which is synced and renamed over
+// path only when everything succeeded. On failure path is left as it was.
+func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (err error) {
+	if fi, statErr := os.Stat(path); statErr == nil && fi.IsDir() {
+		return fmt.Errorf("output %s is a directory", path)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating output: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	var buf bytes.Buffer
+	if err = Encode(&buf, nodes, info, ext); err != nil {
+		return err
+	}
+	if _, err = f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", tmp, err)
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", tmp, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("renaming %s to %s: %w", tmp, path, err)
+	}
+	return nil
+}
+
+// ReadFile reads and decodes a clip archive, checking every offset against
+// the file size before it allocates.
+func ReadFile(path string) (*Archive, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	a, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return a, nil
+}
+
+// Decode decodes archive bytes.
+func Decode(b []byte) (*Archive, error) {
+	if len(b) < common.ClipHeaderLength {
+		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrNotClip, len(b), common.ClipHeaderLength)
+	}
+	var h common.ClipArchiveHeader
+	if err := binary.Read(bytes.NewReader(b[:common.ClipHeaderLength]), binary.LittleEndian, &h); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrNotClip, err)
+	}
+	if !bytes.Equal(h.StartBytes[:], common.ClipFileStartBytes) {
+		return nil, fmt.Errorf("%w: bad magic % x", ErrNotClip, h.StartBytes)
+	}
+	if h.ClipFileFormatVersion != common.ClipFileFormatVersion {
+		return nil, fmt.Errorf("%w: format version %d, want %d", ErrNotClip, h.ClipFileFormatVersion, common.ClipFileFormatVersion)
+	}
+	size := int64(len(b))
+	section := func(name string, pos, length int64) ([]byte, error) {
+		if pos < common.ClipHeaderLength || length < 0 || pos > size || length > size-pos {
+			return nil, fmt.Errorf("%w: %s at %d length %d outside the %d-byte file", ErrCorruptArchive, name, pos, length, size)
+		}
+		return b[pos : pos+length], nil
+	}
+	a := &Archive{Header: h}
+	ib, err := section("index", h.IndexPos, h.IndexLength)
+	if err != nil {
+		return nil, err
+	}
+	if err := gob.NewDecoder(bytes.NewReader(ib)).Decode(&a.Nodes); err != nil {
+		return nil, fmt.Errorf("%w: index: %v", ErrCorruptArchive, err)
+	}
+	for i, n := range a.Nodes {
+		if n == nil {
+			return nil, fmt.Errorf("%w: index: node %d is nil", ErrCorruptArchive, i)
+		}
+	}
+	end := h.IndexPos + h.IndexLength
+	if h.StorageInfoLength > 0 {
+		sb, err := section("storage info", h.StorageInfoPos, h.StorageInfoLength)
+		if err != nil {
+			return nil, err
+		}
+		var w common.StorageInfoWrapper
+		if err := gob.NewDecoder(bytes.NewReader(sb)).Decode(&w); err != nil {
+			return nil, fmt.Errorf("%w: storage info: %v", ErrCorruptArchive, err)
+		}
+		a.StorageType = w.Type
+		if w.Type == StorageTypeOCI {
+			if err := gob.NewDecoder(bytes.NewReader(w.Data)).Decode(&a.Storage); err != nil {
+				return nil, fmt.Errorf("%w: oci storage info: %v", ErrCorruptArchive, err)
+			}
+		}
+		end = h.StorageInfoPos + h.StorageInfoLength
+	}
+	if end < size {
+		ext, err := parseExtension(b[end:])
+		if err != nil {
+			return nil, err
+		}
+		a.Extension = ext
+	}
+	return a, nil
+}

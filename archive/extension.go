@@ -1,0 +1,109 @@
+package archive
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/gob"
+	"fmt"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/ociclip/ociclip/archive/internal/detgob"
+)
+
+// ExtensionMagic starts ociclip's extension section, which follows clip's
+// storage info. clip locates its sections through the header only, so it
+// never reads these bytes.
+var ExtensionMagic = [8]byte{'O', 'C', 'I', 'C', 'L', 'I', 'P', 'X'}
+
+// ExtensionVersion is the version of the extension section written.
+const ExtensionVersion uint32 = 1
+
+// extensionHeaderLen is magic + version + payload length + sha256.
+const extensionHeaderLen = 8 + 4 + 8 + sha256.Size
+
+// maxExtensionPayload bounds the decompressed payload a reader accepts.
+const maxExtensionPayload = 1 << 30
+
+// Extension holds what ociclip keeps beyond clip's format: resumable gzip
+// checkpoints (with their 32 KiB windows) for random access into unmodified
+// layers.
+type Extension struct {
+	Layers []LayerExtension
+}
+
+// LayerExtension is the random-access data of one layer.
+type LayerExtension struct {
+	Digest      string // compressed layer digest
+	DiffID      string // sha256 of the uncompressed stream
+	Compression string // "gzip", "zstd" or "none"
+	Size        int64  // compressed size
+	USize       int64  // uncompressed size
+	Points      []ResumePoint
+}
+
+// ResumePoint is a resumable inflate checkpoint (see tarindex.ResumePoint).
+type ResumePoint struct {
+	COff        int64
+	BitOffset   uint8
+	UOff        int64
+	MemberStart int64
+	Window      []byte
+}
+
+// MarshalBinary encodes the section: magic, version (uint32 LE), payload
+// length (uint64 LE), sha256 of the payload, payload (zstd of a gob stream).
+func (e *Extension) MarshalBinary() ([]byte, error) {
+	g, err := detgob.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encoding extension: %w", err)
+	}
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return nil, err
+	}
+	payload := zw.EncodeAll(g, nil)
+	zw.Close()
+	sum := sha256.Sum256(payload)
+	out := make([]byte, 0, extensionHeaderLen+len(payload))
+	out = append(out, ExtensionMagic[:]...)
+	out = binary.LittleEndian.AppendUint32(out, ExtensionVersion)
+	out = binary.LittleEndian.AppendUint64(out, uint64(len(payload)))
+	out = append(out, sum[:]...)
+	return append(out, payload...), nil
+}
+
+// parseExtension decodes the bytes after clip's sections. Bytes that do not
+// start with the extension magic are an error: ociclip writes nothing else
+// there.
+func parseExtension(b []byte) (*Extension, error) {
+	if len(b) < extensionHeaderLen || !bytes.Equal(b[:8], ExtensionMagic[:]) {
+		return nil, fmt.Errorf("%w: %d unknown bytes after the storage info", ErrCorruptArchive, len(b))
+	}
+	if v := binary.LittleEndian.Uint32(b[8:12]); v != ExtensionVersion {
+		return nil, fmt.Errorf("%w: extension version %d, this ociclip reads %d", ErrCorruptArchive, v, ExtensionVersion)
+	}
+	n := binary.LittleEndian.Uint64(b[12:20])
+	payload := b[extensionHeaderLen:]
+	if n != uint64(len(payload)) {
+		return nil, fmt.Errorf("%w: extension payload length %d, %d bytes present", ErrCorruptArchive, n, len(payload))
+	}
+	if sum := sha256.Sum256(payload); !bytes.Equal(sum[:], b[20:extensionHeaderLen]) {
+		return nil, fmt.Errorf("%w: extension checksum mismatch", ErrCorruptArchive)
+	}
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxExtensionPayload))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	g, err := zr.DecodeAll(payload, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
+	}
+	var e Extension
+	if err := gob.NewDecoder(bytes.NewReader(g)).Decode(&e); err != nil {
+		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
+	}
+	return &e, nil
+}

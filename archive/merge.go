@@ -1,0 +1,478 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ociclip/ociclip/tarindex"
+)
+
+// Sentinel errors of the merge; returned errors wrap them.
+var (
+	// ErrBadWhiteout: a whiteout names the image root, or an empty or invalid name.
+	ErrBadWhiteout = errors.New("invalid whiteout")
+	// ErrHardlink: a hard link whose target does not exist, is a directory, or
+	// forms a cycle.
+	ErrHardlink = errors.New("invalid hard link")
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	opaqueMarker   = ".wh..wh..opq"
+)
+
+// LayerEntries is the input of Merge for one layer: its compressed digest
+// (used for RemoteRef.LayerDigest and for inode numbers) and its entries in
+// tar order.
+type LayerEntries struct {
+	Digest  string
+	Entries []tarindex.Entry
+}
+
+// MergeStats counts what the merge did.
+type MergeStats struct {
+	Files, Dirs, Symlinks int // nodes of each type in the result (root included in Dirs)
+	HardLinks             int // file or symlink nodes that are extra names of another node
+	Whiteouts             int // whiteout and opaque markers applied
+	SynthesizedDirs       int // parent directories created because no layer had them
+	SkippedDevices        int // character and block devices left out (clip cannot describe them)
+	SkippedFIFOs          int // named pipes left out
+}
+
+// tnode is a node of the merge tree.
+type tnode struct {
+	clip     *common.ClipNode
+	children map[string]*tnode // directories only
+	group    *linkGroup        // files and symlinks: the set of names sharing the inode
+	synth    bool              // a directory no layer had: created as a parent
+}
+
+// linkGroup ties together all names of one hard-linked inode so that Nlink
+// can be counted on the final tree.
+type linkGroup struct{ names int }
+
+// merger applies layers in order on a tree rooted at "/".
+type merger struct {
+	root  *tnode
+	stats MergeStats
+}
+
+// Merge applies the layers in order with OCI overlay semantics and returns
+// clip's node list sorted by path, the root "/" first. rootTime sets the
+// root's times when no layer carries a "./" entry (use config.created for
+// reproducible output).
+//
+// Rules, where ociclip deliberately differs from clip a2a14fb (see
+// CLIP_V2_FORMAT.md): zero and pre-1970 times become 0; mode keeps 07777;
+// missing parents are synthesized; hard links are resolved in any order,
+// keep the type of their target and carry a real link count; a "./" entry
+// is merged into the root, which keeps inode 1; whiteouts apply to lower
+// layers only, wherever they stand in the tar, and an opaque marker at the
+// root clears the root; a non-directory that replaces a directory removes
+// the directory's subtree; device nodes and FIFOs are skipped (and counted)
+// but still hide what lower layers had at their path.
+func Merge(layers []LayerEntries, rootTime time.Time) ([]*common.ClipNode, MergeStats, error) {
+	m := &merger{root: &tnode{children: map[string]*tnode{}}}
+	sec, nsec := unixTime(rootTime)
+	m.root.clip = &common.ClipNode{
+		Path:     "/",
+		NodeType: common.DirNode,
+		Attr: fuse.Attr{
+			Ino: 1, Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
+			Atime: sec, Atimensec: nsec, Mtime: sec, Mtimensec: nsec, Ctime: sec, Ctimensec: nsec,
+		},
+	}
+	for i := range layers {
+		if err := m.applyLayer(&layers[i]); err != nil {
+			return nil, MergeStats{}, fmt.Errorf("layer %d (%s): %w", i+1, layers[i].Digest, err)
+		}
+	}
+	return m.finish(), m.stats, nil
+}
+
+// resolved is what a hard link entry turns into.
+type resolved struct {
+	attr   fuse.Attr
+	remote *common.RemoteRef
+	kind   common.ClipNodeType
+	target string
+	group  *linkGroup
+}
+
+func (m *merger) applyLayer(l *LayerEntries) error {
+	// Last occurrence of each path in this layer, for hard link targets that
+	// come later in the tar.
+	last := make(map[string]int, len(l.Entries))
+	for i := range l.Entries {
+		last[l.Entries[i].Path] = i
+	}
+
+	// 1. Resolve hard links against this layer and the lower layers as they
+	// were before this layer's whiteouts.
+	links := map[int]resolved{}
+	groups := map[int]*linkGroup{} // entry index of a link target in this layer -> group
+	for i := range l.Entries {
+		e := &l.Entries[i]
+		if e.Kind != tarindex.KindHardlink || isWhiteout(e.Path) {
+			continue
+		}
+		r, err := m.resolveLink(l, last, groups, i)
+		if err != nil {
+			return err
+		}
+		links[i] = r
+	}
+
+	// 2. Whiteouts, against lower layers only.
+	for i := range l.Entries {
+		e := &l.Entries[i]
+		if !isWhiteout(e.Path) || isAufsMeta(e.Path) {
+			continue
+		}
+		if err := m.whiteout(e.Path); err != nil {
+			return err
+		}
+		m.stats.Whiteouts++
+	}
+
+	// 3. This layer's entries in tar order.
+	for i := range l.Entries {
+		e := &l.Entries[i]
+		if isWhiteout(e.Path) || isAufsMeta(e.Path) {
+			continue
+		}
+		if e.Path == "/" {
+			if e.Kind == tarindex.KindDir {
+				m.mergeRoot(e)
+			}
+			continue
+		}
+		var n *tnode
+		switch e.Kind {
+		case tarindex.KindChar, tarindex.KindBlock, tarindex.KindFIFO:
+			if e.Kind == tarindex.KindFIFO {
+				m.stats.SkippedFIFOs++
+			} else {
+				m.stats.SkippedDevices++
+			}
+			// Nothing can be shown at this path, but what lower layers had
+			// there is hidden all the same.
+			m.remove(e.Path)
+			continue
+		case tarindex.KindDir:
+			n = &tnode{clip: dirNode(e, l.Digest)}
+		case tarindex.KindFile:
+			g := groups[i]
+			if g == nil {
+				g = &linkGroup{}
+			}
+			n = &tnode{clip: fileNode(e, l.Digest), group: g}
+		case tarindex.KindSymlink:
+			g := groups[i]
+			if g == nil {
+				g = &linkGroup{}
+			}
+			n = &tnode{clip: symlinkNode(e, l.Digest), group: g}
+		case tarindex.KindHardlink:
+			r := links[i]
+			c := &common.ClipNode{Path: e.Path, NodeType: r.kind, Attr: r.attr, Target: r.target}
+			if r.remote != nil {
+				rc := *r.remote
+				c.Remote = &rc
+			}
+			n = &tnode{clip: c, group: r.group}
+		default:
+			return fmt.Errorf("entry %q: unknown kind %d", e.Path, e.Kind)
+		}
+		if err := m.put(n, l.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveLink follows the hard link at entry index i of layer l to a file or
+// symlink, in this layer (any position) or below.
+func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[int]*linkGroup, i int) (resolved, error) {
+	e := &l.Entries[i]
+	target := e.Linkname
+	seen := map[string]bool{e.Path: true}
+	for hops := 0; ; hops++ {
+		if seen[target] || hops > len(l.Entries) {
+			return resolved{}, fmt.Errorf("%w: %q -> %q: link cycle", ErrHardlink, e.Path, e.Linkname)
+		}
+		seen[target] = true
+		if j, ok := last[target]; ok && !isWhiteout(target) {
+			t := &l.Entries[j]
+			switch t.Kind {
+			case tarindex.KindHardlink:
+				target = t.Linkname
+				continue
+			case tarindex.KindFile, tarindex.KindSymlink:
+				g := groups[j]
+				if g == nil {
+					g = &linkGroup{}
+					groups[j] = g
+				}
+				var c *common.ClipNode
+				if t.Kind == tarindex.KindFile {
+					c = fileNode(t, l.Digest)
+				} else {
+					c = symlinkNode(t, l.Digest)
+				}
+				return resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g}, nil
+			default:
+				return resolved{}, fmt.Errorf("%w: %q -> %q: target is a %s", ErrHardlink, e.Path, e.Linkname, t.Kind)
+			}
+		}
+		n := m.lookup(target)
+		if n == nil {
+			return resolved{}, fmt.Errorf("%w: %q -> %q: target does not exist", ErrHardlink, e.Path, e.Linkname)
+		}
+		if n.clip.NodeType == common.DirNode {
+			return resolved{}, fmt.Errorf("%w: %q -> %q: target is a directory", ErrHardlink, e.Path, e.Linkname)
+		}
+		return resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group}, nil
+	}
+}
+
+func isWhiteout(p string) bool {
+	return strings.HasPrefix(path.Base(p), whiteoutPrefix)
+}
+
+// isAufsMeta reports paths below AUFS metadata directories such as
+// "/.wh..wh.plnk", which old Docker layers carry and Docker itself skips.
+func isAufsMeta(p string) bool {
+	return strings.Contains(p, "/"+whiteoutPrefix+whiteoutPrefix) && path.Base(p) != opaqueMarker
+}
+
+// whiteout applies one whiteout marker to the tree (lower layers' content).
+func (m *merger) whiteout(p string) error {
+	dir, base := path.Split(p)
+	dir = path.Clean(dir)
+	if base == opaqueMarker {
+		d := m.lookup(dir)
+		if d != nil && d.children != nil {
+			d.children = map[string]*tnode{}
+		}
+		return nil
+	}
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return fmt.Errorf("%w: %q", ErrBadWhiteout, p)
+	}
+	m.remove(path.Join(dir, name))
+	return nil
+}
+
+// lookup returns the node at the clean absolute path p, or nil.
+func (m *merger) lookup(p string) *tnode {
+	n := m.root
+	if p == "/" {
+		return n
+	}
+	for _, name := range strings.Split(p[1:], "/") {
+		if n.children == nil {
+			return nil
+		}
+		n = n.children[name]
+		if n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+// remove deletes the node at p and its subtree, if it exists.
+func (m *merger) remove(p string) {
+	if p == "/" {
+		return
+	}
+	dir, name := path.Split(p)
+	parent := m.lookup(path.Clean(dir))
+	if parent == nil || parent.children == nil {
+		return
+	}
+	delete(parent.children, name)
+}
+
+// put inserts n at n.clip.Path, creating missing parents (as directories with
+// the inode of layer digest + path) and replacing what is there.
+func (m *merger) put(n *tnode, layerDigest string) error {
+	p := n.clip.Path
+	dir, name := path.Split(p)
+	parent, err := m.ensureDir(path.Clean(dir), layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
+	if err != nil {
+		return err
+	}
+	old := parent.children[name]
+	if old != nil && old.children != nil && n.clip.NodeType == common.DirNode {
+		// A directory over a directory: the upper one's attributes, both
+		// layers' contents.
+		old.clip = n.clip
+		old.synth = false
+		return nil
+	}
+	if n.clip.NodeType == common.DirNode {
+		n.children = map[string]*tnode{}
+	}
+	parent.children[name] = n
+	return nil
+}
+
+// ensureDir returns the directory at p, creating it and its parents if
+// missing. A non-directory in the way is replaced by a directory, as a tar
+// extraction that does not follow symlinks would do.
+func (m *merger) ensureDir(p, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, error) {
+	if p == "/" {
+		return m.root, nil
+	}
+	parent, err := m.ensureDir(path.Dir(p), layerDigest, mtime, mtimensec)
+	if err != nil {
+		return nil, err
+	}
+	name := path.Base(p)
+	if n := parent.children[name]; n != nil && n.children != nil {
+		return n, nil
+	}
+	n := &tnode{
+		synth: true,
+		clip: &common.ClipNode{
+			Path:     p,
+			NodeType: common.DirNode,
+			Attr: fuse.Attr{
+				Ino:   Inode(layerDigest, p),
+				Mode:  syscall.S_IFDIR | 0o755,
+				Nlink: 2,
+				Mtime: mtime, Mtimensec: mtimensec,
+			},
+		},
+		children: map[string]*tnode{},
+	}
+	n.clip.Attr.Atime, n.clip.Attr.Ctime = mtime, mtime
+	n.clip.Attr.Atimensec, n.clip.Attr.Ctimensec = mtimensec, mtimensec
+	parent.children[name] = n
+	return n, nil
+}
+
+// mergeRoot takes the attributes of a "./" entry into the root, keeping
+// inode 1.
+func (m *merger) mergeRoot(e *tarindex.Entry) {
+	a := &m.root.clip.Attr
+	a.Mode = syscall.S_IFDIR | (e.Mode & 0o7777)
+	a.Owner = fuse.Owner{Uid: e.Uid, Gid: e.Gid}
+	setTimes(a, e)
+}
+
+// finish flattens the tree into clip's sorted node list, sets the link
+// counts of hard-linked names and fills the statistics.
+func (m *merger) finish() []*common.ClipNode {
+	var all []*tnode
+	var walk func(n *tnode)
+	walk = func(n *tnode) {
+		all = append(all, n)
+		if n.group != nil {
+			n.group.names++
+		}
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	walk(m.root)
+
+	nodes := make([]*common.ClipNode, len(all))
+	counted := map[*linkGroup]bool{}
+	for i, n := range all {
+		nodes[i] = n.clip
+		switch n.clip.NodeType {
+		case common.DirNode:
+			m.stats.Dirs++
+		case common.FileNode:
+			m.stats.Files++
+		case common.SymLinkNode:
+			m.stats.Symlinks++
+		}
+		if n.synth {
+			m.stats.SynthesizedDirs++
+		}
+		if n.group != nil && n.group.names > 1 {
+			n.clip.Attr.Nlink = uint32(n.group.names)
+			if counted[n.group] {
+				m.stats.HardLinks++
+			}
+			counted[n.group] = true
+		}
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Path < nodes[j].Path })
+	return nodes
+}
+
+// Inode is clip's inode rule: FNV-1a 64 of layer digest + path; 0 and 1 are
+// reserved (1 is the root), so results <= 1 become 2.
+func Inode(layerDigest, p string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(layerDigest))
+	h.Write([]byte(p))
+	ino := h.Sum64()
+	if ino <= 1 {
+		ino = 2
+	}
+	return ino
+}
+
+// unixTime maps a time to clip's (seconds, nanoseconds); zero and pre-1970
+// times become 0 instead of wrapping to huge unsigned values.
+func unixTime(t time.Time) (uint64, uint32) {
+	if t.IsZero() || t.Unix() < 0 {
+		return 0, 0
+	}
+	return uint64(t.Unix()), uint32(t.Nanosecond())
+}
+
+func setTimes(a *fuse.Attr, e *tarindex.Entry) {
+	a.Atime, a.Atimensec = unixTime(e.AccessTime)
+	a.Mtime, a.Mtimensec = unixTime(e.ModTime)
+	a.Ctime, a.Ctimensec = unixTime(e.ChangeTime)
+}
+
+func baseAttr(e *tarindex.Entry, layerDigest string, typ uint32) fuse.Attr {
+	a := fuse.Attr{
+		Ino:   Inode(layerDigest, e.Path),
+		Mode:  typ | (e.Mode & 0o7777),
+		Nlink: 1,
+		Owner: fuse.Owner{Uid: e.Uid, Gid: e.Gid},
+	}
+	setTimes(&a, e)
+	return a
+}
+
+func dirNode(e *tarindex.Entry, layerDigest string) *common.ClipNode {
+	a := baseAttr(e, layerDigest, syscall.S_IFDIR)
+	a.Nlink = 2
+	return &common.ClipNode{Path: e.Path, NodeType: common.DirNode, Attr: a}
+}
+
+func fileNode(e *tarindex.Entry, layerDigest string) *common.ClipNode {
+	a := baseAttr(e, layerDigest, syscall.S_IFREG)
+	a.Size = uint64(e.Size)
+	a.Blocks = (uint64(e.Size) + 511) / 512
+	return &common.ClipNode{
+		Path: e.Path, NodeType: common.FileNode, Attr: a,
+		Remote: &common.RemoteRef{LayerDigest: layerDigest, UOffset: e.Offset, ULength: e.Size},
+	}
+}
+
+func symlinkNode(e *tarindex.Entry, layerDigest string) *common.ClipNode {
+	a := baseAttr(e, layerDigest, syscall.S_IFLNK)
+	a.Size = uint64(len(e.Linkname))
+	return &common.ClipNode{Path: e.Path, NodeType: common.SymLinkNode, Attr: a, Target: e.Linkname}
+}

@@ -1,0 +1,143 @@
+// Command ociclip turns a local OCI image layout into beam-cloud/clip v2
+// metadata and inspects the result.
+//
+//	ociclip index oci:DIR[:REF] -o OUT.clip [--storage-ref REF] [--platform os/arch[/variant]]
+//	ociclip inspect OUT.clip [--json]
+//	ociclip ls OUT.clip [PATH] [-l] [-R]
+//
+// Run `ociclip help` or `ociclip COMMAND --help` for details.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// errUsage marks errors that are the caller's words being off (exit 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"index", "index a local OCI layout into a .clip archive", runIndex},
+		{"inspect", "print a .clip archive's header, storage info and counts", runInspect},
+		{"ls", "list the nodes of a .clip archive", runLs},
+	}
+}
+
+const mainUsage = `ociclip turns a local OCI image layout (what "skopeo copy docker://IMG oci:DIR:TAG"
+writes) into beam-cloud/clip v2 metadata: a .clip file that lists every file of the
+merged image with the layer and offset of its bytes in that layer's uncompressed tar
+stream, so that clip's FUSE filesystem can serve the image lazily.
+
+Usage:
+  ociclip COMMAND [ARGS]
+
+Commands:
+`
+
+// run executes the command line and returns the exit code: 0 on success, 1
+// on failure, 2 on a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		w := stdout
+		if len(args) == 0 {
+			w = stderr
+		}
+		fmt.Fprint(w, mainUsage)
+		for _, c := range commands() {
+			fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		}
+		fmt.Fprint(w, "\nRun 'ociclip COMMAND --help' for a command's options.\n")
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, err)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "ociclip %s: error: %v\n", c.name, oneLine(err))
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "ociclip: unknown command %q (run 'ociclip help')\n", args[0])
+	return 2
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(err error) string {
+	b := []byte(err.Error())
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+// parseArgs parses flags that may stand before, between or after the
+// positional arguments, and returns the positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// newFlagSet returns a flag set whose errors and help go to stderr, with a
+// usage text.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fmt.Fprintln(stderr, "\nOptions:")
+		fs.PrintDefaults()
+	}
+	return fs
+}

@@ -1,0 +1,384 @@
+package ociclip_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/beam-cloud/clip/pkg/clip"
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/klauspost/compress/zstd"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/ociread"
+)
+
+// The progress type converts to clip's with one conversion.
+var _ = clip.OCIIndexProgress(ociclip.Progress{})
+
+const busyboxStorageRef = "docker.io/library/busybox:1.35"
+
+// index runs CreateFromOCILayout on a testdata layout and decodes the result
+// with clip's own ExtractMetadata.
+func index(t *testing.T, layout, ref string) (*ociclip.Result, *common.ClipArchiveMetadata, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out.clip")
+	res, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
+		LayoutPath: layout, LayoutRef: ref, StorageImageRef: busyboxStorageRef, OutputPath: out,
+	})
+	if err != nil {
+		t.Fatalf("CreateFromOCILayout(%s): %v", layout, err)
+	}
+	md, err := clip.NewClipArchiver().ExtractMetadata(out)
+	if err != nil {
+		t.Fatalf("clip ExtractMetadata: %v", err)
+	}
+	return res, md, out
+}
+
+func node(t *testing.T, md *common.ClipArchiveMetadata, p string) *common.ClipNode {
+	t.Helper()
+	n := md.Get(p)
+	if n == nil {
+		t.Fatalf("no node %s", p)
+	}
+	return n
+}
+
+func TestBusyboxAgainstContract(t *testing.T) {
+	res, md, _ := index(t, "testdata/busybox", "1.35")
+	if res.Layers != 3 || res.Nodes != md.Index.Len() {
+		t.Errorf("result %+v, index has %d nodes", res, md.Index.Len())
+	}
+	info, ok := md.StorageInfo.(common.OCIStorageInfo)
+	if !ok {
+		t.Fatalf("storage info is %T", md.StorageInfo)
+	}
+	if info.RegistryURL != "index.docker.io" || info.Repository != "library/busybox" || info.Reference != "1.35" {
+		t.Errorf("storage ref %s %s %s", info.RegistryURL, info.Repository, info.Reference)
+	}
+
+	// Expected image facts read independently from the layout with plain JSON.
+	var cfg v1.Image
+	var man v1.Manifest
+	readJSON(t, "testdata/busybox", manifestDigest(t, "testdata/busybox"), &man)
+	readJSON(t, "testdata/busybox", man.Config.Digest.String(), &cfg)
+	if len(info.Layers) != len(man.Layers) {
+		t.Fatalf("layers %v", info.Layers)
+	}
+	for i, l := range man.Layers {
+		d := l.Digest.String()
+		if info.Layers[i] != d {
+			t.Errorf("layer %d = %s, want %s", i, info.Layers[i], d)
+		}
+		if got := info.DecompressedHashByLayer[d]; "sha256:"+got != cfg.RootFS.DiffIDs[i].String() {
+			t.Errorf("decompressed hash of %s = %s, want %s", d, got, cfg.RootFS.DiffIDs[i])
+		}
+		g := info.GzipIdxByLayer[d]
+		if g == nil || g.LayerDigest != d {
+			t.Fatalf("no gzip index for %s", d)
+		}
+		for j, c := range g.Checkpoints {
+			if c.UOff == 0 || c.COff == 0 || (j > 0 && c.UOff <= g.Checkpoints[j-1].UOff) {
+				t.Errorf("layer %s checkpoint %d = %+v", d, j, c)
+			}
+		}
+	}
+	im := info.ImageMetadata
+	if im == nil || im.Digest != manifestDigest(t, "testdata/busybox") || im.Architecture != cfg.Architecture || im.Os != cfg.OS ||
+		!im.Created.Equal(*cfg.Created) || strings.Join(im.Cmd, " ") != "/bin/sh" || im.WorkingDir != "/root" ||
+		len(im.LayersData) != 3 || im.LayersData[0].MIMEType != v1.MediaTypeImageLayerGzip || im.Name != busyboxStorageRef {
+		t.Errorf("image metadata %+v", im)
+	}
+	if _, ok := im.ExposedPorts["8080/tcp"]; !ok {
+		t.Errorf("exposed ports %v", im.ExposedPorts)
+	}
+
+	root := node(t, md, "/")
+	if root.Attr.Ino != 1 || root.NodeType != common.DirNode || root.Attr.Mtime != uint64(cfg.Created.Unix()) {
+		t.Errorf("root %+v", root.Attr)
+	}
+	for _, gone := range []string{"/etc/hostname", "/bin/cat", "/usr/share/doc/busybox-static/examples/udhcp"} {
+		if md.Get(gone) != nil {
+			t.Errorf("%s should be whited out", gone)
+		}
+	}
+	if n := node(t, md, "/tmp"); n.Attr.Mode != syscall.S_IFDIR|0o1777 {
+		t.Errorf("/tmp mode %o", n.Attr.Mode)
+	}
+	if n := node(t, md, "/usr/local/bin/suid-demo"); n.Attr.Mode != syscall.S_IFREG|0o4755 {
+		t.Errorf("suid mode %o", n.Attr.Mode)
+	}
+	motd, issue := node(t, md, "/etc/motd"), node(t, md, "/etc/issue")
+	if motd.Attr.Ino != issue.Attr.Ino || motd.Attr.Nlink != 2 || *motd.Remote != *issue.Remote {
+		t.Errorf("hard link motd %+v issue %+v", motd, issue)
+	}
+	bb, tr := node(t, md, "/bin/busybox"), node(t, md, "/bin/true")
+	if bb.Attr.Ino != tr.Attr.Ino || bb.Attr.Nlink != 2 || bb.Attr.Size != 1982256 {
+		t.Errorf("busybox %+v true %+v", bb.Attr, tr.Attr)
+	}
+	if n := node(t, md, "/var/empty"); n.NodeType != common.DirNode || md.Get("/var/empty/file") == nil {
+		t.Errorf("/var/empty %+v", n)
+	}
+	if n := node(t, md, "/bin/ls"); n.NodeType != common.SymLinkNode || n.Target != "/bin/busybox" || n.Attr.Size != uint64(len("/bin/busybox")) {
+		t.Errorf("/bin/ls %+v", n)
+	}
+	if n := node(t, md, "/usr"); n.NodeType != common.DirNode {
+		t.Errorf("/usr %+v", n)
+	}
+
+	checkFileBytes(t, "testdata/busybox", md)
+}
+
+// checkFileBytes reads every regular file's bytes at its recorded layer and
+// offset from an independent decompression of the layer and compares them
+// with the content archive/tar gives for the same entry.
+func checkFileBytes(t *testing.T, dir string, md *common.ClipArchiveMetadata) {
+	t.Helper()
+	streams := map[string][]byte{}
+	content := map[string]map[string][32]byte{} // layer -> clean path -> sha256
+	uncompressed := func(d string) []byte {
+		if s, ok := streams[d]; ok {
+			return s
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r io.Reader = bytes.NewReader(b)
+		switch {
+		case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+			zr, err := gzip.NewReader(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = zr
+		case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+			zr, err := zstd.NewReader(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zr.Close()
+			r = zr
+		}
+		s, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[d] = s
+		m := map[string][32]byte{}
+		tr := tar.NewReader(bytes.NewReader(s))
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if h.Typeflag == tar.TypeReg {
+				c, _ := io.ReadAll(tr)
+				m[path.Clean("/"+h.Name)] = sha256.Sum256(c)
+			}
+		}
+		content[d] = m
+		return s
+	}
+	files := 0
+	md.Index.Ascend(md.Index.Min(), func(a interface{}) bool {
+		n := a.(*common.ClipNode)
+		if n.NodeType != common.FileNode {
+			return true
+		}
+		files++
+		s := uncompressed(n.Remote.LayerDigest)
+		if n.Remote.UOffset < 0 || n.Remote.UOffset+n.Remote.ULength > int64(len(s)) {
+			t.Errorf("%s: remote %+v outside the %d-byte stream", n.Path, n.Remote, len(s))
+			return true
+		}
+		got := sha256.Sum256(s[n.Remote.UOffset : n.Remote.UOffset+n.Remote.ULength])
+		found := false
+		for _, want := range content[n.Remote.LayerDigest] {
+			if want == got {
+				found = true
+				break
+			}
+		}
+		if want, ok := content[n.Remote.LayerDigest][n.Path]; ok && want != got {
+			t.Errorf("%s: bytes at offset %d differ from the tar entry", n.Path, n.Remote.UOffset)
+		} else if !found {
+			t.Errorf("%s: bytes at offset %d match no file of layer %s", n.Path, n.Remote.UOffset, n.Remote.LayerDigest)
+		}
+		return true
+	})
+	if files == 0 {
+		t.Fatal("no files checked")
+	}
+}
+
+func manifestDigest(t *testing.T, dir string) string {
+	t.Helper()
+	var idx v1.Index
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx.Manifests[0].Digest.String()
+}
+
+func readJSON(t *testing.T, dir, d string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The same image with zstd and uncompressed layers gives the same tree: the
+// uncompressed tars are identical, so everything but the layer digests (and
+// the inodes derived from them) must match.
+func TestCompressionsGiveSameTree(t *testing.T) {
+	_, gz, _ := index(t, "testdata/busybox", "1.35")
+	for _, dir := range []string{"testdata/busybox-zstd", "testdata/busybox-plain"} {
+		t.Run(dir, func(t *testing.T) {
+			_, md, _ := index(t, dir, "1.35")
+			if md.Index.Len() != gz.Index.Len() {
+				t.Fatalf("%d nodes, gzip variant has %d", md.Index.Len(), gz.Index.Len())
+			}
+			info := md.StorageInfo.(common.OCIStorageInfo)
+			if len(info.GzipIdxByLayer) != 0 {
+				t.Errorf("gzip index on a non-gzip image: %v", info.GzipIdxByLayer)
+			}
+			if strings.HasSuffix(dir, "zstd") && len(info.ZstdIdxByLayer) != 3 {
+				t.Errorf("zstd index: %v", info.ZstdIdxByLayer)
+			}
+			gz.Index.Ascend(gz.Index.Min(), func(a interface{}) bool {
+				want := a.(*common.ClipNode)
+				got := md.Get(want.Path)
+				if got == nil {
+					t.Errorf("missing %s", want.Path)
+					return true
+				}
+				wa, ga := want.Attr, got.Attr
+				wa.Ino, ga.Ino = 0, 0
+				if wa != ga || want.NodeType != got.NodeType || want.Target != got.Target {
+					t.Errorf("%s: %+v vs %+v", want.Path, got, want)
+				}
+				if (want.Remote == nil) != (got.Remote == nil) || want.Remote != nil &&
+					(want.Remote.UOffset != got.Remote.UOffset || want.Remote.ULength != got.Remote.ULength) {
+					t.Errorf("%s: remote %+v vs %+v", want.Path, got.Remote, want.Remote)
+				}
+				return true
+			})
+			checkFileBytes(t, dir, md)
+		})
+	}
+}
+
+func TestReproducible(t *testing.T) {
+	_, _, a := index(t, "testdata/busybox", "1.35")
+	// Let encoding/gob see other types in between, which shifts its
+	// process-global type ids.
+	if _, err := clip.NewClipArchiver().ExtractMetadata(a); err != nil {
+		t.Fatal(err)
+	}
+	_, _, b := index(t, "testdata/busybox", "1.35")
+	ab, _ := os.ReadFile(a)
+	bb, _ := os.ReadFile(b)
+	if !bytes.Equal(ab, bb) {
+		t.Fatalf("two runs differ (%d vs %d bytes)", len(ab), len(bb))
+	}
+}
+
+func TestProgressEvents(t *testing.T) {
+	ch := make(chan ociclip.Progress, 100)
+	out := filepath.Join(t.TempDir(), "o.clip")
+	_, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
+		LayoutPath: "testdata/busybox", OutputPath: out, ProgressChan: ch, Concurrency: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	last := 0
+loop:
+	for {
+		select {
+		case p, ok := <-ch:
+			if !ok {
+				t.Fatal("ociclip closed the caller's channel")
+			}
+			if p.TotalLayers != 3 || p.LayerDigest == "" || p.Message == "" {
+				t.Errorf("event %+v", p)
+			}
+			if p.Stage == "completed" {
+				if p.FilesIndexed <= last {
+					t.Errorf("FilesIndexed not growing: %+v", p)
+				}
+				last = p.FilesIndexed
+			}
+			got = append(got, p.Stage)
+		default:
+			break loop
+		}
+	}
+	if strings.Join(got, ",") != "starting,completed,starting,completed,starting,completed" {
+		t.Errorf("stages %v", got)
+	}
+}
+
+func TestCancelledLeavesNoOutput(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "o.clip")
+	_, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{LayoutPath: "testdata/busybox", OutputPath: out})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("left files behind: %v", entries)
+	}
+}
+
+func TestFailureLeavesExistingOutput(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "o.clip")
+	if err := os.WriteFile(out, []byte("previous"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: "testdata/busybox", LayoutRef: "nope", OutputPath: out})
+	if !errors.Is(err, ociread.ErrRefNotFound) || !strings.Contains(err.Error(), "1.35") {
+		t.Fatalf("err = %v (want ErrRefNotFound listing 1.35)", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "previous" {
+		t.Errorf("output changed: %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left files behind: %v", entries)
+	}
+}
+
+func TestNoStorageRefWarns(t *testing.T) {
+	res, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: "testdata/busybox", OutputPath: filepath.Join(t.TempDir(), "o.clip")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "cannot mount") {
+		t.Errorf("warnings %q", res.Warnings)
+	}
+}
