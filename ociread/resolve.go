@@ -108,6 +108,8 @@ func (l *Layout) Resolve(ctx context.Context, sel Select) (*Image, error) {
 		case kindUnknown:
 			return nil, fmt.Errorf("%w: %s: media type %q is neither an image manifest nor an image index",
 				ErrUnsupportedMediaType, starts[0].where, short(starts[0].desc.MediaType))
+		case kindIndex:
+			scope += fmt.Sprintf(" (index %s)", starts[0].desc.Digest)
 		}
 	}
 	var cands []cand
