@@ -1,0 +1,591 @@
+package tarindex
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math"
+	"strings"
+	"sync"
+
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/klauspost/compress/flate"
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	// chunkSize is the size of the buffers the decompressor fills.
+	chunkSize = 256 << 10
+	// pipelineDepth is the number of chunk buffers in flight.
+	pipelineDepth = 4
+	// maxEndsPerChunk caps the deflate block ends attached to one chunk; a
+	// chunk is handed over early when it has that many.
+	maxEndsPerChunk = 4096
+	// blobBufSize is the read buffer over the blob.
+	blobBufSize = 64 << 10
+	// progressEvery is the compressed-input interval of Progress calls.
+	progressEvery = 1 << 20
+	// largeFile and largeFileGap are clip's large-file checkpoint rule: a
+	// checkpoint before a regular file larger than largeFile when at least
+	// largeFileGap bytes passed since the last one.
+	largeFile    = 512 << 10
+	largeFileGap = 512 << 10
+)
+
+// Pipeline modes (Options.mode).
+const (
+	modeDefault = iota
+	modeSync    // one goroutine: inflate, hash and walk in turn
+	modeAsync   // inflate on a second goroutine, hash and walk on the caller's
+)
+
+// Index reads one layer blob from r to its end and indexes it: the tar
+// entries with the offsets of their data in the uncompressed stream, the
+// DiffID, the exact sizes, clip-form gzip checkpoints, resume points and
+// zstd frames (see Result).
+//
+// The compression comes from opts.MediaType and must agree with the blob's
+// magic bytes (ErrCompressionMismatch otherwise); with an empty media type it
+// is detected. Errors wrap ErrCorrupt, ErrSparse, ErrUnsafePath, ErrLimit,
+// ErrUnknownMediaType or ErrCompressionMismatch, or are ctx's error (checked
+// between reads of the blob; Index returns only after it stopped reading r).
+//
+// A tar stream that ends cleanly at an entry boundary, with no or only one
+// of the two zero end blocks, is accepted (archive/tar's behaviour); a stream
+// that ends inside a header or inside an entry's data is ErrCorrupt. Any bytes
+// after the tar end blocks are read, hashed and counted but not interpreted.
+// Global PAX headers and entry types other than regular files ('0', '\x00',
+// '7'), directories, symlinks, hard links, character and block devices and
+// FIFOs are skipped.
+func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	want, haveMT := Compression(0), opts.MediaType != ""
+	if haveMT {
+		var err error
+		if want, err = CompressionForMediaType(opts.MediaType); err != nil {
+			return nil, err
+		}
+	}
+	cr := &countingReader{r: r}
+	br := bufio.NewReaderSize(cr, blobBufSize)
+	magic, err := br.Peek(sniffLen)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("tarindex: reading blob: %w", err)
+	}
+	got, ok := Sniff(magic)
+	switch {
+	case !haveMT:
+		want = got
+	case !ok && want != CompressionNone:
+		return nil, corruptf("%s blob of %d bytes is too short", want, len(magic))
+	case ok && got != want:
+		return nil, fmt.Errorf("%w: media type %s says %s, the blob's magic bytes say %s", ErrCompressionMismatch, opts.MediaType, want, got)
+	}
+
+	ix := &indexer{opts: opts, lim: opts.Limits.withDefaults()}
+	p := &producer{ctx: ctx, cr: cr, maxU: ix.lim.MaxUncompressedBytes, hook: opts.blockEnd}
+	ix.res.Compression = want
+	switch want {
+	case CompressionGzip:
+		p.span = opts.span()
+		p.gz = &gzReader{cr: cr, br: br, onBlockEnd: p.onBlockEnd}
+		p.src = p.gz
+		ix.resolver = &cpResolver{}
+	case CompressionZstd:
+		dec, err := newZstdDecoder()
+		if err != nil {
+			return nil, fmt.Errorf("tarindex: %w", err)
+		}
+		defer dec.Close()
+		p.zs = &zstdReader{cr: cr, br: br, dec: dec}
+		p.src = p.zs
+	default:
+		p.src = br
+	}
+	if err := ix.run(ctx, p); err != nil {
+		return nil, err
+	}
+	res := &ix.res
+	res.CompressedSize = cr.n
+	if p.gz != nil {
+		res.ResumePoints = p.rps
+	}
+	if p.zs != nil {
+		res.ZstdFrames = p.zs.frames
+	}
+	return res, nil
+}
+
+// chunk is a buffer of uncompressed bytes handed from the decompressor to
+// the tar walker, with the deflate block ends reported while filling it.
+type chunk struct {
+	buf  []byte
+	n    int
+	ends []blockEnd
+	cin  int64 // blob bytes read when the chunk was complete
+	err  error // io.EOF after the last byte, or what stopped the decompressor
+}
+
+// producer decompresses the blob into chunks.
+type producer struct {
+	ctx   context.Context
+	src   io.Reader
+	cr    *countingReader
+	gz    *gzReader
+	zs    *zstdReader
+	cur   *chunk
+	total int64
+	maxU  int64
+	hook  func(coff int64, bit uint8, uoff int64, final bool)
+	// resume points
+	span   int64
+	lastRP int64
+	rps    []ResumePoint
+}
+
+// fill fills c from the decompressor.
+func (p *producer) fill(c *chunk) {
+	c.n, c.ends, c.err = 0, c.ends[:0], nil
+	p.cur = c
+	if err := ctxErr(p.ctx); err != nil {
+		c.err = err
+		return
+	}
+	for c.n < len(c.buf) && len(c.ends) < maxEndsPerChunk {
+		n, err := p.src.Read(c.buf[c.n:])
+		c.n += n
+		p.total += int64(n)
+		if p.total > p.maxU {
+			c.err = limitErr("MaxUncompressedBytes", p.maxU, "uncompressed stream is longer")
+			break
+		}
+		if err != nil {
+			c.err = err
+			break
+		}
+	}
+	c.cin = p.cr.n
+}
+
+// onBlockEnd records a deflate block end (called by flate via gzReader).
+func (p *producer) onBlockEnd(be blockEnd, cp *flate.InflateCheckpoint) {
+	if p.hook != nil {
+		p.hook(be.coff, be.bit, be.uoff, be.final)
+	}
+	// Several block ends at the same uncompressed offset (empty stored
+	// blocks of sync flushes): keep the latest only.
+	if n := len(p.cur.ends); n > 0 && p.cur.ends[n-1].uoff == be.uoff {
+		p.cur.ends[n-1] = be
+	} else {
+		p.cur.ends = append(p.cur.ends, be)
+	}
+	if p.span > 0 && !be.final && be.uoff-p.lastRP >= p.span {
+		w := make([]byte, len(cp.Window))
+		copy(w, cp.Window)
+		p.rps = append(p.rps, ResumePoint{
+			COff:        be.coff,
+			BitOffset:   be.bit,
+			UOff:        be.uoff,
+			Window:      w,
+			MemberStart: p.gz.memberC,
+		})
+		p.lastRP = be.uoff
+	}
+}
+
+// ustream is the uncompressed stream as the tar reader sees it. It hashes
+// every chunk when it arrives and implements forward Seek (which
+// archive/tar uses to skip file data) without copying.
+type ustream struct {
+	cur     []byte
+	c       *chunk
+	pos     int64 // bytes handed to the tar reader or skipped
+	err     error // returned once cur is drained
+	next    func() *chunk
+	release func(*chunk)
+	h       hash.Hash
+	res     *cpResolver
+	// progress
+	progress func(Progress)
+	lastProg int64
+	cin      int64
+	entries  *[]Entry
+}
+
+func (u *ustream) load() {
+	if u.c != nil {
+		u.release(u.c)
+		u.c = nil
+	}
+	c := u.next()
+	if c.n > 0 {
+		u.h.Write(c.buf[:c.n])
+	}
+	if u.res != nil {
+		u.res.advance(u.pos)
+		for _, e := range c.ends {
+			u.res.ingest(e)
+		}
+	}
+	u.cur, u.c = c.buf[:c.n], c
+	u.err = c.err
+	if c.cin > u.cin {
+		u.cin = c.cin
+	}
+	if u.progress != nil && u.cin-u.lastProg >= progressEvery {
+		u.lastProg = u.cin
+		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: len(*u.entries)})
+	}
+}
+
+// Read implements io.Reader.
+func (u *ustream) Read(p []byte) (int, error) {
+	for len(u.cur) == 0 {
+		if u.err != nil {
+			return 0, u.err
+		}
+		u.load()
+	}
+	n := copy(p, u.cur)
+	u.cur = u.cur[n:]
+	u.pos += int64(n)
+	return n, nil
+}
+
+// Seek skips forward (whence io.SeekCurrent, offset >= 0 only). At the end
+// of the stream it stops short; the tar reader's next read reports why.
+func (u *ustream) Seek(offset int64, whence int) (int64, error) {
+	if whence != io.SeekCurrent || offset < 0 {
+		return u.pos, errors.New("tarindex: unsupported seek")
+	}
+	for offset > 0 {
+		if len(u.cur) == 0 {
+			if u.err != nil {
+				break
+			}
+			u.load()
+			continue
+		}
+		k := min(offset, int64(len(u.cur)))
+		u.cur = u.cur[k:]
+		u.pos += k
+		offset -= k
+	}
+	return u.pos, nil
+}
+
+// drain consumes the rest of the stream and returns nil at its clean end.
+func (u *ustream) drain() error {
+	for {
+		u.pos += int64(len(u.cur))
+		u.cur = nil
+		if u.err != nil {
+			if u.err == io.EOF {
+				return nil
+			}
+			return u.err
+		}
+		u.load()
+	}
+}
+
+// cpResolver places clip-form checkpoints on deflate block ends. The tar
+// walker requests a checkpoint at an uncompressed position P (clip's rules);
+// the checkpoint is the latest block end at or before P. Block ends arrive
+// with the chunks, in order; a request is resolved as soon as a block end
+// after P is known (or at the end of the stream), so the result does not
+// depend on how far the decompressor ran ahead.
+type cpResolver struct {
+	q       []blockEnd // block ends after the walker's position, in order
+	prev    blockEnd   // latest block end at or before the walker's position
+	hasPrev bool
+	pending []int64 // requested positions not yet resolved
+	out     []common.GzipCheckpoint
+}
+
+func (r *cpResolver) emit() {
+	if !r.hasPrev || r.prev.uoff <= 0 {
+		return
+	}
+	if n := len(r.out); n > 0 && r.out[n-1].UOff >= r.prev.uoff {
+		return
+	}
+	r.out = append(r.out, common.GzipCheckpoint{COff: r.prev.coff, UOff: r.prev.uoff})
+}
+
+func (r *cpResolver) ingest(e blockEnd) {
+	for len(r.pending) > 0 && r.pending[0] < e.uoff {
+		r.emit()
+		r.pending = r.pending[1:]
+	}
+	if len(r.pending) > 0 {
+		r.prev, r.hasPrev = e, true
+		return
+	}
+	r.q = append(r.q, e)
+}
+
+// advance moves block ends at or before pos out of the queue.
+func (r *cpResolver) advance(pos int64) {
+	i := 0
+	for i < len(r.q) && r.q[i].uoff <= pos {
+		r.prev, r.hasPrev = r.q[i], true
+		i++
+	}
+	if i > 0 {
+		r.q = r.q[:copy(r.q, r.q[i:])]
+	}
+}
+
+func (r *cpResolver) request(pos int64) {
+	if len(r.pending) > 0 {
+		r.pending = append(r.pending, pos)
+		return
+	}
+	r.advance(pos)
+	if len(r.q) > 0 {
+		r.emit()
+		return
+	}
+	r.pending = append(r.pending, pos)
+}
+
+// finish resolves the remaining requests at the end of the stream.
+func (r *cpResolver) finish() {
+	for range r.pending {
+		r.emit()
+	}
+	r.pending = nil
+}
+
+// indexer walks the tar stream.
+type indexer struct {
+	opts     Options
+	lim      Limits
+	res      Result
+	resolver *cpResolver
+}
+
+func (ix *indexer) run(ctx context.Context, p *producer) error {
+	u := &ustream{h: sha256.New(), res: ix.resolver, progress: ix.opts.Progress, entries: &ix.res.Entries}
+	mode := ix.opts.mode
+	if mode == modeDefault {
+		mode = modeAsync
+	}
+	if mode == modeSync {
+		c := &chunk{buf: make([]byte, chunkSize)}
+		u.next = func() *chunk { p.fill(c); return c }
+		u.release = func(*chunk) {}
+		return ix.walk(u)
+	}
+	free := make(chan *chunk, pipelineDepth)
+	full := make(chan *chunk, pipelineDepth)
+	for range pipelineDepth {
+		free <- &chunk{buf: make([]byte, chunkSize)}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			var c *chunk
+			select {
+			case c = <-free:
+			case <-done:
+				return
+			}
+			p.fill(c)
+			select {
+			case full <- c:
+			case <-done:
+				return
+			}
+			if c.err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+	u.next = func() *chunk {
+		select {
+		case c := <-full:
+			return c
+		case <-ctx.Done():
+			return &chunk{err: ctxErr(ctx)}
+		}
+	}
+	u.release = func(c *chunk) {
+		if c.buf != nil {
+			free <- c
+		}
+	}
+	err := ix.walk(u)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// walk reads the tar stream to its end and fills ix.res.
+func (ix *indexer) walk(u *ustream) error {
+	tr := tar.NewReader(u)
+	interval := ix.opts.checkpointInterval()
+	var last int64 // nominal position of the last checkpoint (clip's lastCheckpoint)
+	headers := 0
+	for {
+		hdr, err := tr.Next()
+		if err == tar.ErrInsecurePath && hdr != nil {
+			err = nil // checked below, by ociclip's own rules
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return ix.tarErr(u, err)
+		}
+		headers++
+		if headers > ix.lim.MaxEntries {
+			return limitErr("MaxEntries", int64(ix.lim.MaxEntries), "too many tar entries")
+		}
+		pos := u.pos
+		if ix.resolver != nil && pos-last >= interval {
+			ix.resolver.request(pos)
+			last = pos
+		}
+		e, keep, err := ix.entry(hdr, pos)
+		if err != nil {
+			return err
+		}
+		if !keep {
+			continue
+		}
+		if ix.resolver != nil && e.Kind == KindFile && e.Size > largeFile && pos-last >= largeFileGap {
+			ix.resolver.request(pos)
+			last = pos
+		}
+		ix.res.Entries = append(ix.res.Entries, e)
+	}
+	if ix.resolver != nil && u.pos > last {
+		ix.resolver.request(u.pos)
+	}
+	if err := u.drain(); err != nil {
+		return err
+	}
+	if u.c != nil {
+		u.release(u.c)
+		u.c = nil
+	}
+	if ix.resolver != nil {
+		ix.resolver.finish()
+		ix.res.GzipCheckpoints = ix.resolver.out
+	}
+	ix.res.UncompressedSize = u.pos
+	ix.res.DiffID = digest.NewDigestFromBytes(digest.SHA256, u.h.Sum(nil))
+	if u.progress != nil {
+		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: len(ix.res.Entries)})
+	}
+	return nil
+}
+
+// tarErr explains an error of the tar reader: the decompressor's own error
+// if it had one, else a corrupt tar stream.
+func (ix *indexer) tarErr(u *ustream, err error) error {
+	if u.err != nil && u.err != io.EOF {
+		return u.err
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return corruptf("tar: stream ends inside a header or an entry's data (uncompressed offset %d)", u.pos)
+	}
+	return corruptf("tar: %v (uncompressed offset %d)", err, u.pos)
+}
+
+// entry converts a tar header. keep is false for entries ociclip skips.
+func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err error) {
+	var kind EntryKind
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+		kind = KindFile
+	case tar.TypeDir:
+		kind = KindDir
+	case tar.TypeSymlink:
+		kind = KindSymlink
+	case tar.TypeLink:
+		kind = KindHardlink
+	case tar.TypeChar:
+		kind = KindChar
+	case tar.TypeBlock:
+		kind = KindBlock
+	case tar.TypeFifo:
+		kind = KindFIFO
+	case tar.TypeGNUSparse:
+		return e, false, fmt.Errorf("%w: %q (GNU sparse entry)", ErrSparse, hdr.Name)
+	default:
+		return e, false, nil
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return e, false, fmt.Errorf("%w: %q (PAX %s record)", ErrSparse, hdr.Name, k)
+		}
+	}
+	if len(hdr.Name) > ix.lim.MaxPathLen {
+		return e, false, limitErr("MaxPathLen", int64(ix.lim.MaxPathLen), fmt.Sprintf("entry name of %d bytes", len(hdr.Name)))
+	}
+	if len(hdr.Linkname) > ix.lim.MaxPathLen {
+		return e, false, limitErr("MaxPathLen", int64(ix.lim.MaxPathLen), fmt.Sprintf("link target of %d bytes in %q", len(hdr.Linkname), hdr.Name))
+	}
+	if hdr.Name == "" {
+		return e, false, corruptf("tar: entry with an empty name at uncompressed offset %d", pos)
+	}
+	p, ok := cleanAbs(hdr.Name)
+	if !ok {
+		return e, false, fmt.Errorf("%w: entry %q", ErrUnsafePath, hdr.Name)
+	}
+	if hdr.Uid < 0 || hdr.Uid > math.MaxUint32 || hdr.Gid < 0 || hdr.Gid > math.MaxUint32 {
+		return e, false, corruptf("tar: %q: uid/gid %d/%d out of range", hdr.Name, hdr.Uid, hdr.Gid)
+	}
+	e = Entry{
+		Path:       p,
+		Kind:       kind,
+		Mode:       uint32(hdr.Mode & 07777),
+		Uid:        uint32(hdr.Uid),
+		Gid:        uint32(hdr.Gid),
+		ModTime:    hdr.ModTime,
+		AccessTime: hdr.AccessTime,
+		ChangeTime: hdr.ChangeTime,
+		Devmajor:   hdr.Devmajor,
+		Devminor:   hdr.Devminor,
+	}
+	switch kind {
+	case KindFile:
+		if hdr.Size < 0 {
+			return e, false, corruptf("tar: %q: negative size", hdr.Name)
+		}
+		e.Size, e.Offset = hdr.Size, pos
+	case KindSymlink:
+		if strings.IndexByte(hdr.Linkname, 0) >= 0 {
+			return e, false, fmt.Errorf("%w: symlink %q has a target with NUL", ErrUnsafePath, hdr.Name)
+		}
+		e.Linkname = hdr.Linkname
+	case KindHardlink:
+		if hdr.Linkname == "" {
+			return e, false, corruptf("tar: hard link %q without a target", hdr.Name)
+		}
+		t, ok := cleanAbs(hdr.Linkname)
+		if !ok {
+			return e, false, fmt.Errorf("%w: hard link %q to %q", ErrUnsafePath, hdr.Name, hdr.Linkname)
+		}
+		e.Linkname = t
+	}
+	return e, true, nil
+}
