@@ -156,7 +156,7 @@ skopeo copy -q --dest-oci-accept-uncompressed-layers dir:"$work/plain-dir" \
 # umoci 0.4.7 "insert" closes the stream before the tar writer is closed: the
 # layer tar has no padding after the last file's data and no end-of-archive
 # blocks (umoci issue #436). GNU tar reports "Unexpected EOF in archive" on
-# layer 2; Go's archive/tar returns io.ErrUnexpectedEOF. umoci itself unpacks it.
+# layer 2; Go's archive/tar reads it without error. umoci itself unpacks it.
 # Layer 1 (repack) is a normal tar. Layer 2 (insert --opaque) has an opaque
 # whiteout and a 63-byte file with missing padding. Layer 3 (insert --whiteout)
 # is a single 512-byte header with no end blocks.
