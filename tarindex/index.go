@@ -143,7 +143,7 @@ type producer struct {
 	cur   *chunk
 	total int64
 	maxU  int64
-	hook  func(coff int64, bit uint8, uoff int64, final bool)
+	hook  func(be blockEnd, drift int64)
 	// resume points
 	span   int64
 	lastRP int64
@@ -177,7 +177,7 @@ func (p *producer) fill(c *chunk) {
 // onBlockEnd records a deflate block end (called by flate via gzReader).
 func (p *producer) onBlockEnd(be blockEnd, cp *flate.InflateCheckpoint) {
 	if p.hook != nil {
-		p.hook(be.coff, be.bit, be.uoff, be.final)
+		p.hook(be, p.gz.drift)
 	}
 	// Several block ends at the same uncompressed offset (empty stored
 	// blocks of sync flushes): keep the latest only.

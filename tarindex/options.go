@@ -34,8 +34,9 @@ type Options struct {
 	Progress func(Progress)
 
 	// blockEnd is a test hook called (from the inflating goroutine) for
-	// every deflate block end with its corrected blob offset.
-	blockEnd func(coff int64, bit uint8, uoff int64, final bool)
+	// every deflate block end with its corrected blob offset and the
+	// correction applied to flate's CompressedOffset.
+	blockEnd func(be blockEnd, drift int64)
 	// mode selects the pipeline (0: default, 1: single goroutine, 2: two
 	// goroutines); used by benchmarks to compare the two.
 	mode int
