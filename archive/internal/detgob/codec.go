@@ -22,7 +22,14 @@ type codec struct {
 	field func(s *state, v reflect.Value, delta uint64) bool
 	// sp is set for (non-GobEncoder) struct types.
 	sp *structPlan
+	// recursive is set when the type refers back to itself; its enc and
+	// field then count nesting depth so cyclic values fail instead of
+	// overflowing the stack.
+	recursive bool
 }
+
+// maxDepth bounds the nesting of recursive types.
+const maxDepth = 10_000
 
 // fastKind lets structPlan.encode handle scalar fields inline.
 type fastKind uint8
@@ -102,6 +109,7 @@ func (c *compiler) codecFor(t reflect.Type, where string) (*codec, error) {
 		return cd, nil
 	}
 	if cd := c.building[t]; cd != nil {
+		cd.recursive = true
 		return cd, nil // recursive type: filled in by the outer call
 	}
 	ut, err := c.e.userType(t)
@@ -243,6 +251,20 @@ func (c *compiler) codecFor(t reflect.Type, where string) (*codec, error) {
 		// Interface, Chan, Func, UnsafePointer.
 		return nil, fmt.Errorf("detgob: %s: unsupported type %s (kind %s)", where, t, t.Kind())
 	}
+	if cd.recursive {
+		enc, field := cd.enc, cd.field
+		cd.enc = func(s *state, v reflect.Value) {
+			s.enter(t)
+			enc(s, v)
+			s.depth--
+		}
+		cd.field = func(s *state, v reflect.Value, delta uint64) bool {
+			s.enter(t)
+			ok := field(s, v, delta)
+			s.depth--
+			return ok
+		}
+	}
 	return cd, nil
 }
 
@@ -309,7 +331,8 @@ func (c *compiler) sliceCodec(cd *codec, t reflect.Type, where string) error {
 		if sc == nil {
 			sc = c.building[et.Elem()]
 		}
-		if sc != nil {
+		// Not for recursive types: the fast path bypasses their depth count.
+		if sc != nil && !sc.recursive && !elem.recursive {
 			cd.enc = func(s *state, v reflect.Value) {
 				n := v.Len()
 				s.b = appendUint(s.b, uint64(n))

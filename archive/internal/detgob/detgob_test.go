@@ -658,6 +658,8 @@ func TestErrors(t *testing.T) {
 		{"nil time in slice", []*time.Time{nil}, "nil element"},
 		{"GobEncode error", struct{ F failGob }{F: failGob{1}}, "failGob refuses"},
 		{"GobEncode error top", failGob{}, "failGob refuses"},
+		{"cyclic value", cyclicTree(), "cyclic value"},
+		{"cyclic map", cyclicMap(), "cyclic value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			enc := detgob.NewEncoder()
@@ -692,5 +694,37 @@ func TestTopLevelValueOrPointer(t *testing.T) {
 	pi := &i
 	if !bytes.Equal(mustMarshal(t, &pi), mustMarshal(t, 3)) {
 		t.Fatal("**int and int encode differently")
+	}
+}
+
+func cyclicTree() *tree {
+	t := &tree{Name: "loop"}
+	t.Kids = []*tree{{Name: "kid", Kids: []*tree{t}}}
+	return t
+}
+
+type selfMap map[string]selfMap
+
+func cyclicMap() selfMap {
+	m := selfMap{}
+	m["me"] = m
+	return m
+}
+
+// TestDeepButFinite: deep acyclic recursive values still encode.
+func TestDeepButFinite(t *testing.T) {
+	root := &tree{Name: "0"}
+	for n, i := root, 1; i < 3_000; i++ {
+		n.Kids = []*tree{{Name: fmt.Sprint(i)}}
+		n = n.Kids[0]
+	}
+	got := decode(t, mustMarshal(t, root), root).(*tree)
+	for i := 0; i < 3_000; i++ {
+		if got.Name != fmt.Sprint(i) {
+			t.Fatalf("level %d: %q", i, got.Name)
+		}
+		if i < 2_999 {
+			got = got.Kids[0]
+		}
 	}
 }

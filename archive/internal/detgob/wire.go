@@ -2,8 +2,10 @@ package detgob
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/bits"
+	"reflect"
 )
 
 // appendUint appends x in gob's unsigned encoding: values below 0x80 as one
@@ -52,7 +54,16 @@ func appendBytes(b []byte, p []byte) []byte {
 
 // state is the output of one Marshal call.
 type state struct {
-	b []byte
+	b     []byte
+	depth int // nesting of recursive types
+}
+
+// enter counts one level of a recursive type.
+func (s *state) enter(t reflect.Type) {
+	s.depth++
+	if s.depth > maxDepth {
+		s.fail(fmt.Errorf("detgob: %s nested more than %d deep (cyclic value?)", t, maxDepth))
+	}
 }
 
 // encodeError carries an error out of the encoding closures; Marshal turns
