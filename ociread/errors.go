@@ -26,7 +26,8 @@ var (
 	// ErrUnsupportedMediaType: a manifest, index, config or layer media type
 	// that ociclip cannot handle.
 	ErrUnsupportedMediaType = errors.New("ociread: unsupported media type")
-	// ErrBlobMissing: the blob file is absent (or is not a regular file).
+	// ErrBlobMissing: the blob file is absent (or cannot be opened, or is
+	// not a regular file).
 	ErrBlobMissing = errors.New("ociread: blob missing")
 	// ErrSizeMismatch: the blob's length differs from the descriptor size.
 	ErrSizeMismatch = errors.New("ociread: blob size mismatch")

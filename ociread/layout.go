@@ -196,8 +196,8 @@ func checkDescriptor(desc v1.Descriptor, what string) error {
 // ErrSizeMismatch as soon as more than desc.Size bytes arrive or EOF comes
 // early, and ErrDigestMismatch at EOF if the digest differs; both messages
 // name the digest, the path, the expected and the actual values. It never
-// returns io.EOF before verification passed. A missing file gives
-// ErrBlobMissing, a bad digest ErrInvalidDigest, a negative size
+// returns io.EOF before verification passed. A missing (or unreadable, or
+// non-regular) file gives ErrBlobMissing, a bad digest ErrInvalidDigest, a negative size
 // ErrMalformed.
 func (l *Layout) OpenBlob(desc v1.Descriptor) (io.ReadCloser, error) {
 	if err := checkDescriptor(desc, "blob"); err != nil {
@@ -209,10 +209,9 @@ func (l *Layout) OpenBlob(desc v1.Descriptor) (io.ReadCloser, error) {
 	}
 	f, st, err := openRegular(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) {
-			return nil, fmt.Errorf("%w: blob %s: %w", ErrBlobMissing, desc.Digest, err)
-		}
-		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
+		// Absent, not a regular file, or not readable: the blob is not
+		// available. The wrapped error tells which.
+		return nil, fmt.Errorf("%w: blob %s: %w", ErrBlobMissing, desc.Digest, err)
 	}
 	if st.Size() != desc.Size {
 		f.Close()

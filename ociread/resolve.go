@@ -389,18 +389,27 @@ func (r *resolver) pick(cands []cand, want v1.Platform, scope string) (*Image, e
 		rank int
 	}
 	var all, matches []scored
+	var learnErr error // first failure to read a platform-less candidate
 	for _, c := range cands {
 		var p v1.Platform
 		if c.desc.Platform != nil {
 			p = *c.desc.Platform
 		} else {
-			// No platform in the descriptor: the config tells.
+			// No platform in the descriptor: the config tells. A
+			// candidate that cannot be read only matters if nothing
+			// else matches.
 			img, err := r.image(c)
 			if errors.Is(err, errNotImage) {
 				continue
 			}
 			if err != nil {
-				return nil, err
+				if r.ctx.Err() != nil {
+					return nil, err
+				}
+				if learnErr == nil {
+					learnErr = err
+				}
+				continue
 			}
 			p = img.Config.Platform
 			if p.OS == "" && p.Architecture == "" {
@@ -422,6 +431,9 @@ func (r *resolver) pick(cands []cand, want v1.Platform, scope string) (*Image, e
 			continue
 		}
 		return img, err
+	}
+	if learnErr != nil {
+		return nil, fmt.Errorf("no readable image for %s in %s: %w", FormatPlatform(want), scope, learnErr)
 	}
 	var avail []string
 	for _, s := range all {

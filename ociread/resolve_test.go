@@ -3,6 +3,7 @@ package ociread
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -479,6 +480,31 @@ func TestResolveSelection(t *testing.T) {
 				inner := b.index(v1.MediaTypeImageIndex, amd)
 				b.add(b.index(v1.MediaTypeImageIndex, inner), "outer")
 				return expect{manifest: amd.Digest, ref: "outer", sel: &Select{Ref: string(inner.Digest), Platform: platPtr("linux/amd64")}}
+			},
+		},
+		{
+			name: "blobs of other platforms may be absent (containerd export)",
+			sel:  Select{Platform: platPtr("linux/arm64")},
+			build: func(b *tlayout) expect {
+				amd := plat(b.image(img{platform: "linux/amd64"}), "linux/amd64")
+				arm := plat(b.image(img{platform: "linux/arm64"}), "linux/arm64")
+				noPlat := b.image(img{platform: "linux/s390x"})
+				b.add(b.index(v1.MediaTypeImageIndex, amd, noPlat, arm), "")
+				os.Remove(b.path(amd.Digest))
+				os.Remove(b.path(noPlat.Digest)) // platform unknowable, but another matches
+				return expect{manifest: arm.Digest}
+			},
+		},
+		{
+			name:    "unreadable platform-less candidate reported when nothing matches",
+			sel:     Select{Platform: platPtr("linux/arm64")},
+			wantErr: ErrBlobMissing,
+			build: func(b *tlayout) expect {
+				amd := plat(b.image(img{platform: "linux/amd64"}), "linux/amd64")
+				noPlat := b.image(img{platform: "linux/arm64"})
+				b.add(b.index(v1.MediaTypeImageIndex, amd, noPlat), "")
+				os.Remove(b.path(noPlat.Digest))
+				return expect{msg: []string{string(noPlat.Digest), "linux/arm64"}}
 			},
 		},
 		{
