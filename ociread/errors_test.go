@@ -473,6 +473,15 @@ func TestResolveErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "nesting depth counts from index.json for a digest selection", wantErr: ErrLimit,
+			opts: OpenOptions{Limits: Limits{MaxIndexDepth: 2}},
+			build: func(b *tlayout) expect {
+				inner := b.index(v1.MediaTypeImageIndex, plat(b.image(img{}), "linux/amd64"))
+				b.add(b.index(v1.MediaTypeImageIndex, b.index(v1.MediaTypeImageIndex, inner)), "deep")
+				return expect{msg: []string{"MaxIndexDepth=2", string(inner.Digest)}, sel: &Select{Ref: string(inner.Digest)}}
+			},
+		},
+		{
 			name: "index that contains itself", wantErr: ErrCycle, skipDig: true,
 			build: func(b *tlayout) expect {
 				a := cyclicIndex(b, fakeA, func(self v1.Descriptor) []v1.Descriptor { return []v1.Descriptor{self} })

@@ -114,7 +114,7 @@ func (l *Layout) Resolve(ctx context.Context, sel Select) (*Image, error) {
 	}
 	var cands []cand
 	for _, s := range starts {
-		if err := r.expand(s, nil, 0, &cands); err != nil {
+		if err := r.expand(s, &cands); err != nil {
 			return nil, err
 		}
 	}
@@ -158,6 +158,19 @@ type cand struct {
 	desc  v1.Descriptor
 	ref   string // ref name of the index.json entry it was reached from
 	where string // "<dir>/index.json manifests[0]" or "index sha256:... manifests[2]"
+	// path lists the indexes above the one holding the descriptor
+	// (index.json excluded); len(path) is its nesting level.
+	path []digest.Digest
+}
+
+// child returns the i-th descriptor of the index c.
+func (c cand) child(i int, d v1.Descriptor) cand {
+	return cand{
+		desc:  d,
+		ref:   c.ref,
+		where: fmt.Sprintf("index %s manifests[%d]", c.desc.Digest, i),
+		path:  append(c.path[:len(c.path):len(c.path)], c.desc.Digest),
+	}
 }
 
 type resolver struct {
@@ -279,96 +292,76 @@ func (r *resolver) listTop() string {
 // findDigest looks for a descriptor with digest d in index.json, then
 // breadth-first through the indexes below it.
 func (r *resolver) findDigest(d digest.Digest) (cand, bool, error) {
-	type item struct {
-		c     cand
-		path  []digest.Digest // indexes above c
-		depth int             // nesting level of the index holding c
-	}
-	var queue []item
+	var queue []cand
 	for i, desc := range r.l.index.Manifests {
 		c := r.topCand(i)
 		if desc.Digest == d {
 			return c, true, nil
 		}
-		queue = append(queue, item{c: c})
+		queue = append(queue, c)
 	}
 	for len(queue) > 0 {
-		it := queue[0]
+		c := queue[0]
 		queue = queue[1:]
-		k, err := r.kindOf(it.c)
+		dc, err := r.openIndex(c)
 		if err != nil {
 			return cand{}, false, err
 		}
-		if k != kindIndex {
+		if dc == nil {
 			continue
 		}
-		if err := r.enterIndex(it.c, it.path, it.depth); err != nil {
-			return cand{}, false, err
-		}
-		if r.expanded[it.c.desc.Digest] {
-			continue
-		}
-		r.expanded[it.c.desc.Digest] = true
-		dc, err := r.readDoc(it.c)
-		if err != nil {
-			return cand{}, false, err
-		}
-		path := append(it.path[:len(it.path):len(it.path)], it.c.desc.Digest)
 		for i, child := range dc.index.Manifests {
-			cc := cand{desc: child, ref: it.c.ref, where: fmt.Sprintf("index %s manifests[%d]", it.c.desc.Digest, i)}
+			cc := c.child(i, child)
 			if child.Digest == d {
 				return cc, true, nil
 			}
-			queue = append(queue, item{c: cc, path: path, depth: it.depth + 1})
+			queue = append(queue, cc)
 		}
 	}
 	return cand{}, false, nil
 }
 
-// enterIndex checks that the index c, found at nesting level depth (0 for
-// index.json) below the indexes path, may be opened.
-func (r *resolver) enterIndex(c cand, path []digest.Digest, depth int) error {
-	if slices.Contains(path, c.desc.Digest) {
-		return fmt.Errorf("%w: %s refers to index %s, which contains it", ErrCycle, c.where, c.desc.Digest)
+// openIndex returns the parsed index c, or nil if c is not an index or was
+// already opened during this resolution. It enforces MaxIndexDepth and
+// detects cycles.
+func (r *resolver) openIndex(c cand) (*doc, error) {
+	k, err := r.kindOf(c)
+	if err != nil || k != kindIndex {
+		return nil, err
 	}
-	if depth+1 > r.l.limits.MaxIndexDepth {
-		return fmt.Errorf("%w: %s: index %s would be nested %d levels deep, more than MaxIndexDepth=%d",
-			ErrLimit, c.where, c.desc.Digest, depth+1, r.l.limits.MaxIndexDepth)
+	if slices.Contains(c.path, c.desc.Digest) {
+		return nil, fmt.Errorf("%w: %s refers to index %s, which contains it", ErrCycle, c.where, c.desc.Digest)
 	}
-	return nil
+	if depth := len(c.path) + 1; depth > r.l.limits.MaxIndexDepth {
+		return nil, fmt.Errorf("%w: %s: index %s would be nested %d levels deep, more than MaxIndexDepth=%d",
+			ErrLimit, c.where, c.desc.Digest, depth, r.l.limits.MaxIndexDepth)
+	}
+	if r.expanded[c.desc.Digest] {
+		return nil, nil // seen through another path: adds nothing new
+	}
+	r.expanded[c.desc.Digest] = true
+	return r.readDoc(c)
 }
 
 // expand appends to out the image manifests reachable from c, following
 // indexes. It skips attestations, artifacts and unknown media types.
-func (r *resolver) expand(c cand, path []digest.Digest, depth int, out *[]cand) error {
+func (r *resolver) expand(c cand, out *[]cand) error {
 	k, err := r.kindOf(c)
 	if err != nil {
 		return err
 	}
-	switch k {
-	case kindUnknown:
-		return nil
-	case kindManifest:
+	if k == kindManifest {
 		if !skippable(c.desc) {
 			*out = append(*out, c)
 		}
 		return nil
 	}
-	if err := r.enterIndex(c, path, depth); err != nil {
+	dc, err := r.openIndex(c)
+	if err != nil || dc == nil {
 		return err
 	}
-	if r.expanded[c.desc.Digest] {
-		return nil // already seen through another path: adds nothing new
-	}
-	r.expanded[c.desc.Digest] = true
-	dc, err := r.readDoc(c)
-	if err != nil {
-		return err
-	}
-	path = append(path[:len(path):len(path)], c.desc.Digest)
 	for i, child := range dc.index.Manifests {
-		cc := cand{desc: child, ref: c.ref, where: fmt.Sprintf("index %s manifests[%d]", c.desc.Digest, i)}
-		if err := r.expand(cc, path, depth+1, out); err != nil {
+		if err := r.expand(c.child(i, child), out); err != nil {
 			return err
 		}
 	}
