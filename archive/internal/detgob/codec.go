@@ -312,13 +312,10 @@ func (c *compiler) sliceCodec(cd *codec, t reflect.Type, where string) error {
 	}
 	et := t.Elem()
 	if et.Kind() == reflect.Uint8 {
-		// []byte, including slices of named byte types: gob's "bytes".
-		if ut, err := c.e.userType(et); err != nil {
-			return err
-		} else if ut.ext == 0 {
-			cd.enc = func(s *state, v reflect.Value) { s.b = appendBytes(s.b, v.Bytes()) }
-			return nil
-		}
+		// []byte, including slices of named byte types (even ones that are
+		// GobEncoders, as encoding/gob does): gob's "bytes".
+		cd.enc = func(s *state, v reflect.Value) { s.b = appendBytes(s.b, v.Bytes()) }
+		return nil
 	}
 	elem, err := c.codecFor(et, where+"[]")
 	if err != nil {

@@ -126,7 +126,13 @@ func (e *Encoder) Marshal(v any) ([]byte, error) {
 	copy(out[len(p.prefix)+shift:], lb[:n])
 	copy(out[shift:], out[:len(p.prefix)])
 	p.hint.Store(int64(len(out) + len(out)/8))
-	return out[shift:], nil
+	out = out[shift:]
+	if cap(out)-len(out) > 1<<20 && len(out) < cap(out)/2 {
+		// The hint came from a much bigger value: don't hand back (and keep
+		// alive) the excess.
+		out = append([]byte(nil), out...)
+	}
+	return out, nil
 }
 
 // encode writes the value message body (type id and value) after the

@@ -711,6 +711,29 @@ func cyclicMap() selfMap {
 	return m
 }
 
+// TestHintDoesNotLeak: after a big value, a small one of the same type
+// does not come back with the big value's buffer.
+func TestHintDoesNotLeak(t *testing.T) {
+	enc := detgob.NewEncoder()
+	big := make([]string, 1<<16)
+	for i := range big {
+		big[i] = strings.Repeat("x", 64)
+	}
+	if _, err := enc.Marshal(big); err != nil {
+		t.Fatal(err)
+	}
+	small, err := enc.Marshal([]string{"a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(small) > 1<<20 {
+		t.Fatalf("small output keeps %d bytes of capacity", cap(small))
+	}
+	if !bytes.Equal(small, mustMarshal(t, []string{"a"})) {
+		t.Fatal("small output differs")
+	}
+}
+
 // TestDeepButFinite: deep acyclic recursive values still encode.
 func TestDeepButFinite(t *testing.T) {
 	root := &tree{Name: "0"}

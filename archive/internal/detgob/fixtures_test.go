@@ -49,6 +49,19 @@ func (m *binM) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// xbyte is a byte-kind GobEncoder: encoding/gob still sends []xbyte as raw
+// bytes, but [N]xbyte element by element through GobEncode.
+type xbyte uint8
+
+func (x xbyte) GobEncode() ([]byte, error) { return []byte{'x', byte(x)}, nil }
+func (x *xbyte) GobDecode(b []byte) error {
+	if len(b) != 2 || b[0] != 'x' {
+		return errors.New("bad xbyte")
+	}
+	*x = xbyte(b[1])
+	return nil
+}
+
 // failGob's GobEncode fails.
 type failGob struct{ A int }
 
@@ -113,6 +126,8 @@ type kitchen struct {
 	Tree     *tree
 	Empty    struct{}
 	EmptyPtr *struct{}
+	XB       []xbyte
+	XA       [2]xbyte
 }
 
 var (
@@ -240,6 +255,8 @@ func kitchenSink() *kitchen {
 		BM: binM{X: "bm"}, BMs: []binM{{"one"}, {}},
 		Tree:     root,
 		EmptyPtr: &struct{}{},
+		XB:       []xbyte{1, 2, 250},
+		XA:       [2]xbyte{7, 0},
 	}
 }
 
