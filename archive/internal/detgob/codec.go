@@ -100,8 +100,9 @@ func (p *structPlan) encode(s *state, v reflect.Value) {
 // compiler builds codecs; e.mu must be held. New codecs go to building and
 // are published to the Encoder only if the whole plan compiles.
 type compiler struct {
-	e        *Encoder
-	building map[reflect.Type]*codec
+	e          *Encoder
+	building   map[reflect.Type]*codec
+	inProgress map[reflect.Type]bool // codecFor calls not yet returned
 }
 
 func (c *compiler) codecFor(t reflect.Type, where string) (*codec, error) {
@@ -109,8 +110,10 @@ func (c *compiler) codecFor(t reflect.Type, where string) (*codec, error) {
 		return cd, nil
 	}
 	if cd := c.building[t]; cd != nil {
-		cd.recursive = true
-		return cd, nil // recursive type: filled in by the outer call
+		if c.inProgress[t] {
+			cd.recursive = true // filled in by the outer call
+		}
+		return cd, nil
 	}
 	ut, err := c.e.userType(t)
 	if err != nil {
@@ -118,6 +121,8 @@ func (c *compiler) codecFor(t reflect.Type, where string) (*codec, error) {
 	}
 	cd := &codec{}
 	c.building[t] = cd
+	c.inProgress[t] = true
+	defer delete(c.inProgress, t)
 	if ut.ext != 0 {
 		extCodec(cd, ut)
 		return cd, nil

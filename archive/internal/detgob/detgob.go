@@ -33,6 +33,9 @@
 // numbers, false, empty strings, empty slices, nil maps, nil pointers and
 // zero GobEncoder values (reflect.Value.IsZero) are omitted; structs and
 // arrays are always written, even when zero; non-nil empty maps are written.
+// Nil pointers inside slices, arrays and maps are an error, as in
+// encoding/gob. Values of recursive types nested more than 10000 levels deep
+// (in practice: cyclic values) are an error rather than a stack overflow.
 package detgob
 
 import (
@@ -169,7 +172,7 @@ func (e *Encoder) plan(t reflect.Type) (*topPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &compiler{e: e, building: make(map[reflect.Type]*codec)}
+	c := &compiler{e: e, building: make(map[reflect.Type]*codec), inProgress: make(map[reflect.Type]bool)}
 	p := &topPlan{ut: ut}
 	switch {
 	case ut.ext != 0:
