@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -531,7 +532,8 @@ func TestResolveSelection(t *testing.T) {
 		},
 	}
 	if host != "amd64" && host != "arm64" {
-		cases = cases[1:] // the default-platform case needs an amd64 or arm64 host
+		// The default-platform case needs an amd64 or arm64 host.
+		cases = slices.DeleteFunc(cases, func(c resolveCase) bool { return c.name == "nested index default platform" })
 	}
 	runResolveCases(t, cases)
 }
