@@ -1,0 +1,455 @@
+package ociclip_test
+
+// FUSE test against clip's own mount (issue #3, docs/COMPAT.md).
+//
+// ociclip's archive of each test image is mounted with clip.MountArchive;
+// clip fetches the layer blobs from the loopback registry through the
+// reference stored in the archive and serves files at the stored offsets.
+// The mounted tree is compared, path by path, with two independent
+// references: testimage.Replay of the layer tars (always), and umoci's own
+// extraction (`umoci raw unpack`) for the images whose semantics umoci
+// implements.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beam-cloud/clip/pkg/clip"
+
+	"github.com/ociclip/ociclip/internal/registrytest"
+	"github.com/ociclip/ociclip/internal/testimage"
+)
+
+// requireFUSE skips (fails with CI=true) when this machine cannot mount FUSE.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	var why []string
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		why = append(why, "/dev/fuse is missing ("+err.Error()+")")
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		why = append(why, "fusermount3 is not in PATH (install fuse3)")
+	}
+	if len(why) == 0 {
+		return
+	}
+	if ciMode() {
+		t.Fatalf("CI=true but FUSE is unavailable: %s", strings.Join(why, "; "))
+	}
+	t.Skipf("skipping: cannot mount FUSE here: %s (set CI=true to make this a failure)", strings.Join(why, "; "))
+}
+
+// umociPath returns umoci's path; missing umoci fails with CI=true and
+// skips otherwise.
+func umociPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("umoci")
+	if err == nil {
+		return p
+	}
+	if ciMode() {
+		t.Fatalf("CI=true but umoci is not in PATH: %v", err)
+	}
+	t.Skipf("skipping the umoci comparison: umoci is not in PATH (%v); set CI=true to make this a failure", err)
+	return ""
+}
+
+// fsEntry is what the test compares for one path.
+type fsEntry struct {
+	Type   string // "dir", "file", "symlink" or "other"
+	Perm   uint32 // mode & 07777, special bits included
+	Size   int64  // files and symlinks
+	Target string // symlinks
+	SHA256 string // files
+	Uid    uint32
+	Gid    uint32
+	Nlink  uint64 // files and symlinks
+	Ino    uint64 // as the file system reports it
+}
+
+func (e fsEntry) String() string {
+	s := fmt.Sprintf("%s %#o uid=%d gid=%d", e.Type, e.Perm, e.Uid, e.Gid)
+	if e.Type != "dir" {
+		s += fmt.Sprintf(" size=%d nlink=%d", e.Size, e.Nlink)
+	}
+	if e.Target != "" {
+		s += fmt.Sprintf(" target=%q", e.Target)
+	}
+	if e.SHA256 != "" {
+		s += " sha256=" + e.SHA256[:16]
+	}
+	return s
+}
+
+// walkTree lstat()s every path under root (without following symlinks) and
+// hashes every regular file.
+func walkTree(t *testing.T, root string) map[string]fsEntry {
+	t.Helper()
+	out := map[string]fsEntry{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		key := "/"
+		if rel != "." {
+			key = "/" + filepath.ToSlash(rel)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		e := fsEntry{Perm: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid, Ino: st.Ino}
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFDIR:
+			e.Type = "dir"
+		case syscall.S_IFREG:
+			e.Type, e.Size, e.Nlink = "file", st.Size, uint64(st.Nlink)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if int64(len(b)) != st.Size {
+				return fmt.Errorf("%s: read %d bytes, stat says %d", key, len(b), st.Size)
+			}
+			sum := sha256.Sum256(b)
+			e.SHA256 = hex.EncodeToString(sum[:])
+		case syscall.S_IFLNK:
+			e.Type, e.Size, e.Nlink = "symlink", st.Size, uint64(st.Nlink)
+			if e.Target, err = os.Readlink(p); err != nil {
+				return err
+			}
+		default:
+			e.Type = "other"
+		}
+		out[key] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walking %s: %v", root, err)
+	}
+	return out
+}
+
+// replayTree is testimage.Replay of the layer tars as fsEntries. Layers that
+// end early (umoci-insert: no end-of-archive blocks, no padding after the
+// last file) are padded to whole blocks plus two zero blocks first: the
+// same entries, in a stream Go's tar reader accepts.
+func replayTree(t *testing.T, tars [][]byte) map[string]fsEntry {
+	t.Helper()
+	padded := make([][]byte, len(tars))
+	for i, b := range tars {
+		pad := (512 - len(b)%512) % 512
+		padded[i] = append(append(bytes.Clone(b), make([]byte, pad)...), make([]byte, 1024)...)
+	}
+	tree, err := testimage.Replay(padded)
+	if err != nil {
+		t.Fatalf("testimage.Replay: %v", err)
+	}
+	out := make(map[string]fsEntry, len(tree))
+	for p, n := range tree {
+		e := fsEntry{Type: n.Type, Perm: uint32(n.Mode), Uid: uint32(n.Uid), Gid: uint32(n.Gid)}
+		if n.Type != "dir" {
+			e.Size, e.Target, e.SHA256, e.Nlink = n.Size, n.Linkname, n.SHA256, uint64(n.Nlink)
+		}
+		out[p] = e
+	}
+	return out
+}
+
+// compareTrees reports every path whose type, permission bits, owner, size,
+// symlink target, content hash or (non-directory) link count differ.
+// Directory sizes and link counts are file system specific and not compared.
+func compareTrees(t *testing.T, what string, got, want map[string]fsEntry, compareOwner bool) {
+	t.Helper()
+	var paths []string
+	seen := map[string]bool{}
+	for p := range got {
+		seen[p] = true
+		paths = append(paths, p)
+	}
+	for p := range want {
+		if !seen[p] {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	var bad []string
+	for _, p := range paths {
+		g, gok := got[p]
+		w, wok := want[p]
+		switch {
+		case !gok:
+			bad = append(bad, fmt.Sprintf("%s: missing from the mount; %s has %s", p, what, w))
+			continue
+		case !wok:
+			bad = append(bad, fmt.Sprintf("%s: in the mount (%s) but not in %s", p, g, what))
+			continue
+		}
+		var fields []string
+		if g.Type != w.Type {
+			fields = append(fields, "type")
+		}
+		if g.Perm != w.Perm && !(g.Type == "symlink" && w.Type == "symlink") {
+			fields = append(fields, "permissions")
+		}
+		if compareOwner && (g.Uid != w.Uid || g.Gid != w.Gid) {
+			fields = append(fields, "owner")
+		}
+		if g.Type != "dir" && (g.Size != w.Size || g.Target != w.Target || g.SHA256 != w.SHA256) {
+			fields = append(fields, "size/target/content")
+		}
+		if g.Type != "dir" && g.Nlink != w.Nlink {
+			fields = append(fields, "nlink")
+		}
+		if len(fields) > 0 {
+			bad = append(bad, fmt.Sprintf("%s: %s differ\n      mount: %s\n      %s: %s", p, strings.Join(fields, ", "), g, what, w))
+		}
+	}
+	if len(bad) > 0 {
+		if len(bad) > 15 {
+			bad = append(bad[:15], fmt.Sprintf("... and %d more", len(bad)-15))
+		}
+		t.Errorf("mount differs from %s at %d paths:\n  %s", what, len(bad), strings.Join(bad, "\n  "))
+	}
+}
+
+// fuseWatchdog bounds how long one image may stay mounted.
+const fuseWatchdog = 60 * time.Second
+
+// mountClip mounts archive with clip.MountArchive and unmounts it in
+// t.Cleanup (server.Unmount, then `fusermount3 -u -z` if that fails).
+func mountClip(t *testing.T, archivePath string) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	cache := filepath.Join(t.TempDir(), "cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start, serverErr, server, err := clip.MountArchive(clip.MountOptions{
+		ArchivePath: archivePath, MountPoint: mnt, CachePath: cache,
+	})
+	if err != nil {
+		t.Fatalf("clip.MountArchive: %v", err)
+	}
+	// A hung FUSE server must not hang the test binary (a Go test timeout
+	// panics without running cleanups, which would leave the mount behind):
+	// after fuseWatchdog, detach the mount, so that blocked file system calls
+	// fail with ENOTCONN and the test fails instead.
+	watchdog := time.AfterFunc(fuseWatchdog, func() {
+		t.Errorf("%s: still mounted after %v: detaching it (fusermount3 -u -z)", mnt, fuseWatchdog)
+		exec.Command("fusermount3", "-u", "-z", mnt).Run()
+	})
+	// Registered after t.TempDir, so it runs before the directories are
+	// removed, and after the registry's registration, so before it stops.
+	t.Cleanup(func() {
+		watchdog.Stop()
+		if err := server.Unmount(); err != nil {
+			t.Logf("server.Unmount: %v; trying fusermount3 -u -z", err)
+			if out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput(); err != nil {
+				t.Errorf("fusermount3 -u -z %s: %v: %s", mnt, err, out)
+			}
+		}
+		select {
+		case <-serverErr:
+		case <-time.After(10 * time.Second):
+			t.Errorf("FUSE server for %s did not stop", mnt)
+		}
+		if isMounted(mnt) {
+			t.Errorf("%s is still mounted", mnt)
+		}
+	})
+	if err := start(); err != nil {
+		t.Fatalf("starting the FUSE server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !isMounted(mnt) {
+		select {
+		case err := <-serverErr:
+			t.Fatalf("FUSE server stopped before the mount was up: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not mounted after 10s", mnt)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return mnt
+}
+
+// isMounted reports whether dir is a mount point, from /proc/self/mountinfo.
+func isMounted(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMountinfo(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// pread is one positioned read done through the mount.
+type pread struct {
+	path string
+	off  int64
+	data []byte
+}
+
+// randomPreads reads a few ranges of every regular file at random offsets
+// with ReadAt, before anything else touched the files (so the kernel page
+// cache cannot answer them), including ranges that cross the end of file.
+func randomPreads(t *testing.T, mnt string, want map[string]fsEntry, seed uint64) []pread {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 7))
+	var paths []string
+	for p, e := range want {
+		if e.Type == "file" && e.Size > 0 {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	var out []pread
+	for _, p := range paths {
+		size := want[p].Size
+		n := 2
+		if size > 1<<20 {
+			n = 12
+		}
+		f, err := os.Open(filepath.Join(mnt, p))
+		if err != nil {
+			t.Fatalf("open %s on the mount: %v", p, err)
+		}
+		for i := 0; i < n; i++ {
+			off := r.Int64N(size)
+			ln := 1 + r.Int64N(min(64<<10, size))
+			if i == n-1 {
+				off = max(0, size-ln/2) // across the end of file
+			}
+			buf := make([]byte, ln)
+			k, err := f.ReadAt(buf, off)
+			if err != nil && k != int(min(ln, size-off)) {
+				t.Fatalf("pread %s at %d (%d bytes): %d bytes, %v", p, off, ln, k, err)
+			}
+			out = append(out, pread{path: p, off: off, data: buf[:k]})
+		}
+		f.Close()
+	}
+	return out
+}
+
+// checkPreads compares the positioned reads with the whole files read from
+// dir (whose content hashes were checked against the reference).
+func checkPreads(t *testing.T, dir string, reads []pread) {
+	t.Helper()
+	for _, rd := range reads {
+		b, err := os.ReadFile(filepath.Join(dir, rd.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := min(rd.off+int64(len(rd.data)), int64(len(b)))
+		if want := b[rd.off:end]; !bytes.Equal(rd.data, want) {
+			t.Errorf("pread %s at offset %d: %d bytes differ from the file's content (%d bytes expected)", rd.path, rd.off, len(rd.data), len(want))
+		}
+	}
+}
+
+func TestFUSEMountMatchesReference(t *testing.T) {
+	requireFUSE(t)
+	quietClip(t)
+	reg := registrytest.Start(t)
+	for i, img := range compatImages(t) {
+		t.Run(img.Name, func(t *testing.T) {
+			ref := reg.PushLayout(t, img.Dir, img.LayoutRef, "test/"+img.Name+":"+img.LayoutRef)
+			archivePath := buildOciclip(t, img, ref)
+			tars := img.Tars
+			if img.ReplayTars != nil {
+				tars = img.ReplayTars
+			}
+			want := replayTree(t, tars)
+
+			mnt := mountClip(t, archivePath)
+			before := reg.BlobGets("")
+			reads := randomPreads(t, mnt, want, uint64(i))
+			got := walkTree(t, mnt)
+			if reg.BlobGets("") == before && len(reads) > 0 {
+				t.Errorf("reading through the mount fetched no blob from the registry")
+			}
+			checkPreads(t, mnt, reads)
+			if len(reads) == 0 {
+				t.Errorf("no regular file to read")
+			}
+			compareTrees(t, "testimage.Replay", got, want, true)
+			checkHardLinkInodes(t, got, want)
+
+			if !img.Umoci {
+				return
+			}
+			t.Run("umoci", func(t *testing.T) {
+				umoci := umociPath(t)
+				dest := filepath.Join(t.TempDir(), "rootfs")
+				args := []string{"raw", "unpack"}
+				rootless := os.Geteuid() != 0
+				if rootless {
+					args = append(args, "--rootless")
+				}
+				args = append(args, "--image", img.Dir+":"+img.LayoutRef, dest)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if out, err := exec.CommandContext(ctx, umoci, args...).CombinedOutput(); err != nil {
+					t.Fatalf("umoci %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				ref := walkTree(t, dest)
+				compareTrees(t, "umoci raw unpack", got, ref, !rootless)
+				checkPreads(t, dest, reads)
+			})
+		})
+	}
+}
+
+// checkHardLinkInodes checks that names the reference calls one inode (hard
+// links) are one inode on the mount, and that nothing else shares one.
+func checkHardLinkInodes(t *testing.T, got, want map[string]fsEntry) {
+	t.Helper()
+	byIno := map[uint64][]string{}
+	for p, e := range got {
+		if e.Type != "dir" {
+			byIno[e.Ino] = append(byIno[e.Ino], p)
+		}
+	}
+	for ino, ps := range byIno {
+		sort.Strings(ps)
+		if len(ps) > 1 && uint64(len(ps)) != got[ps[0]].Nlink {
+			t.Errorf("inode %d is shared by %v but has nlink %d", ino, ps, got[ps[0]].Nlink)
+		}
+		for _, p := range ps {
+			if w, ok := want[p]; ok && w.Nlink != uint64(len(ps)) {
+				t.Errorf("%s: %d names share its inode on the mount (%v), the reference has nlink %d", p, len(ps), ps, w.Nlink)
+			}
+		}
+	}
+}
