@@ -8,7 +8,10 @@ import "errors"
 var (
 	// ErrNotLayout: the directory is missing or not a directory, the
 	// oci-layout file is missing, unreadable or unparsable, its
-	// imageLayoutVersion is not "1.0.0", or index.json is missing.
+	// imageLayoutVersion is not "1.0.0", or index.json is missing; for
+	// archive sources also: the file is not a (complete, uncompressed) tar
+	// or lacks the members its transport needs; for dir: sources, the
+	// directory has no manifest.json or a foreign version file.
 	ErrNotLayout = errors.New("ociread: not an OCI image layout")
 	// ErrMalformed: JSON that does not parse, lacks required fields, has a
 	// wrong schemaVersion or carries impossible values (negative sizes,
@@ -41,6 +44,10 @@ var (
 	ErrLimit = errors.New("ociread: limit exceeded")
 	// ErrCycle: nested image indexes refer to each other in a cycle.
 	ErrCycle = errors.New("ociread: image index cycle")
+	// ErrInvalidSource: a source string or Source that ParseSource or
+	// OpenSource cannot use: an unknown transport, an empty path, a
+	// malformed docker-archive ref.
+	ErrInvalidSource = errors.New("ociread: invalid image source")
 )
 
 // errNotImage marks a manifest that is well formed but is not a container

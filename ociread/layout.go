@@ -22,8 +22,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
+	"sync"
 	"syscall"
 
 	digest "github.com/opencontainers/go-digest"
@@ -63,13 +62,30 @@ type OpenOptions struct {
 	Limits Limits
 }
 
-// Layout is an opened OCI image layout. It is immutable and safe for
-// concurrent use.
+// Layout is an opened image source: an OCI image layout directory (Open),
+// or any source OpenSource accepts (an OCI layout in a tar, a docker-archive,
+// a containers/image dir: directory), presented as an OCI layout with an
+// index.json. It is immutable and safe for concurrent use. Layouts of
+// archive sources hold the archive open until Close.
 type Layout struct {
-	dir       string
-	indexPath string
+	src       Source
+	dir       string // the path given: a directory, or the archive file
+	indexPath string // names index.json (or what stands for it) in messages
 	index     v1.Index
 	limits    Limits
+	st        store
+
+	// names lists, per index.json entry, further names Select.Ref
+	// matches besides the ref name annotation: io.containerd.image.name
+	// and, for docker-archive, the manifest.json RepoTags (see Select).
+	names [][]string
+	// numbered maps the docker-archive ref "@N" (manifest.json entry N) to
+	// an index.json entry, -1 if that entry could not be mapped. It is nil
+	// for sources without manifest.json entries.
+	numbered []int
+
+	closeOnce sync.Once
+	closeErr  error
 
 	// skipDigestCheck disables the digest comparison of the verifying
 	// reader (sizes are still checked). Only tests set it, to build
@@ -83,57 +99,91 @@ type Layout struct {
 // validated only when Resolve uses them, so one bad entry does not make the
 // other images unreadable.
 func Open(dir string, opts OpenOptions) (*Layout, error) {
-	l := &Layout{dir: dir, limits: opts.Limits.withDefaults()}
+	l := &Layout{
+		src:    Source{Transport: TransportOCI, Path: dir},
+		dir:    dir,
+		limits: opts.Limits.withDefaults(),
+		st:     dirStore{dir: dir},
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNotLayout, dir, err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("%w: %s is not a directory", ErrNotLayout, dir)
-	}
-
-	layoutPath := filepath.Join(dir, v1.ImageLayoutFile)
-	data, err := l.readSmallFile(layoutPath)
-	if err != nil {
-		if errors.Is(err, ErrLimit) {
-			return nil, err
+		hint := ""
+		if st.Mode().IsRegular() {
+			hint = " (for a tar file use oci-archive:PATH or docker-archive:PATH)"
 		}
-		return nil, fmt.Errorf("%w: %w", ErrNotLayout, err)
+		return nil, fmt.Errorf("%w: %s is not a directory%s", ErrNotLayout, dir, hint)
 	}
-	var hdr v1.ImageLayout
-	if err := decodeObject(data, &hdr); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNotLayout, layoutPath, err)
-	}
-	if hdr.Version != v1.ImageLayoutVersion {
-		return nil, fmt.Errorf("%w: %s: imageLayoutVersion is %q, want %q", ErrNotLayout, layoutPath, short(hdr.Version), v1.ImageLayoutVersion)
-	}
-
-	l.indexPath = filepath.Join(dir, v1.ImageIndexFile)
-	data, err = l.readSmallFile(l.indexPath)
-	if err != nil {
-		if errors.Is(err, ErrLimit) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", ErrNotLayout, err)
-	}
-	if err := decodeObject(data, &l.index); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, l.indexPath, err)
-	}
-	if l.index.SchemaVersion != 2 {
-		return nil, fmt.Errorf("%w: %s: schemaVersion is %d, want 2", ErrMalformed, l.indexPath, l.index.SchemaVersion)
-	}
-	switch mt := l.index.MediaType; {
-	case mt == "" || isIndexMediaType(mt):
-	case isManifestMediaType(mt):
-		return nil, fmt.Errorf("%w: %s: mediaType is %q, want %q", ErrMalformed, l.indexPath, mt, v1.MediaTypeImageIndex)
-	default:
-		return nil, fmt.Errorf("%w: %s: mediaType %q", ErrUnsupportedMediaType, l.indexPath, short(mt))
+	if err := l.loadOCI(); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
 
-// Dir returns the layout directory as given to Open.
+// loadOCI reads oci-layout and index.json from the store and fills in
+// l.index, l.indexPath and l.names.
+func (l *Layout) loadOCI() error {
+	data, where, err := l.st.file(v1.ImageLayoutFile, l.limits.MaxJSONBytes)
+	if err != nil {
+		if errors.Is(err, ErrLimit) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNotLayout, err)
+	}
+	var hdr v1.ImageLayout
+	if err := decodeObject(data, &hdr); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrNotLayout, where, err)
+	}
+	if hdr.Version != v1.ImageLayoutVersion {
+		return fmt.Errorf("%w: %s: imageLayoutVersion is %q, want %q", ErrNotLayout, where, short(hdr.Version), v1.ImageLayoutVersion)
+	}
+
+	data, l.indexPath, err = l.st.file(v1.ImageIndexFile, l.limits.MaxJSONBytes)
+	if err != nil {
+		if errors.Is(err, ErrLimit) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNotLayout, err)
+	}
+	if err := decodeObject(data, &l.index); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, l.indexPath, err)
+	}
+	if l.index.SchemaVersion != 2 {
+		return fmt.Errorf("%w: %s: schemaVersion is %d, want 2", ErrMalformed, l.indexPath, l.index.SchemaVersion)
+	}
+	switch mt := l.index.MediaType; {
+	case mt == "" || isIndexMediaType(mt):
+	case isManifestMediaType(mt):
+		return fmt.Errorf("%w: %s: mediaType is %q, want %q", ErrMalformed, l.indexPath, mt, v1.MediaTypeImageIndex)
+	default:
+		return fmt.Errorf("%w: %s: mediaType %q", ErrUnsupportedMediaType, l.indexPath, short(mt))
+	}
+	l.names = make([][]string, len(l.index.Manifests))
+	for i, d := range l.index.Manifests {
+		if n := d.Annotations[AnnotationContainerdImageName]; n != "" {
+			l.names[i] = []string{n}
+		}
+	}
+	return nil
+}
+
+// Dir returns the path given to Open or OpenSource: the layout directory,
+// the dir: directory or the archive file.
 func (l *Layout) Dir() string { return l.dir }
+
+// Source returns the source the layout was opened from (Transport and Path;
+// Ref as given to OpenSource).
+func (l *Layout) Source() Source { return l.src }
+
+// Close releases the archive file of oci-archive and docker-archive
+// sources; readers from OpenBlob fail after it. It is a no-op for
+// directories, and calling it again returns nil.
+func (l *Layout) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.st.close() })
+	return l.closeErr
+}
 
 // Index returns a copy of the parsed index.json.
 func (l *Layout) Index() v1.Index {
@@ -150,29 +200,47 @@ func (l *Layout) Index() v1.Index {
 	return ix
 }
 
-// Refs returns the distinct ref names (org.opencontainers.image.ref.name
-// annotations) of index.json, in index.json order.
+// Refs returns the distinct names Select.Ref accepts as a name, in
+// index.json order: the ref names (org.opencontainers.image.ref.name
+// annotations) of index.json, each followed by the entry's other names
+// (io.containerd.image.name annotations; for docker-archive sources the
+// manifest.json RepoTags). For a docker-archive written in the legacy
+// format, whose index.json is synthesized, these are the RepoTags.
 func (l *Layout) Refs() []string {
 	var refs []string
 	seen := map[string]bool{}
-	for _, d := range l.index.Manifests {
-		r := d.Annotations[v1.AnnotationRefName]
+	add := func(r string) {
 		if r != "" && !seen[r] {
 			seen[r] = true
 			refs = append(refs, r)
+		}
+	}
+	for i, d := range l.index.Manifests {
+		add(d.Annotations[v1.AnnotationRefName])
+		if i < len(l.names) {
+			for _, n := range l.names[i] {
+				add(n)
+			}
 		}
 	}
 	return refs
 }
 
 // BlobPath returns the path of the blob with digest d, after checking that d
-// is a valid sha256 or sha512 digest (ErrInvalidDigest otherwise).
+// is a valid sha256 or sha512 digest (ErrInvalidDigest otherwise). Blobs of
+// archive sources are not files: for them BlobPath fails with
+// ErrBlobMissing (use OpenBlob). For a dir: source it is DIR/<hex>.
 func (l *Layout) BlobPath(d digest.Digest) (string, error) {
 	if err := checkDigest(d); err != nil {
 		return "", err
 	}
-	alg, enc, _ := strings.Cut(string(d), ":")
-	return filepath.Join(l.dir, v1.ImageBlobsDir, alg, enc), nil
+	switch st := l.st.(type) {
+	case nil, dirStore:
+		return dirStore{dir: l.dir}.blobPath(d), nil
+	case *dirTransportStore:
+		return st.blobPath(d), nil
+	}
+	return "", fmt.Errorf("%w: blob %s is a member of the archive %s, not a file; use OpenBlob", ErrBlobMissing, d, l.dir)
 }
 
 // checkDescriptor validates the digest and size of a descriptor; what names
@@ -203,22 +271,22 @@ func (l *Layout) OpenBlob(desc v1.Descriptor) (io.ReadCloser, error) {
 	if err := checkDescriptor(desc, "blob"); err != nil {
 		return nil, err
 	}
-	path, err := l.BlobPath(desc.Digest)
+	b, err := l.st.blob(desc.Digest)
 	if err != nil {
-		return nil, err
-	}
-	f, st, err := openRegular(path)
-	if err != nil {
+		var se *sourceError
+		if errors.As(err, &se) {
+			return nil, err // names the archive entry; wraps a sentinel
+		}
 		// Absent, not a regular file, or not readable: the blob is not
 		// available. The wrapped error tells which.
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrBlobMissing, desc.Digest, err)
 	}
-	if st.Size() != desc.Size {
-		f.Close()
+	if b.size != desc.Size {
+		closeReader(b.r)
 		return nil, fmt.Errorf("%w: blob %s at %s: descriptor size is %d bytes, file has %d bytes",
-			ErrSizeMismatch, desc.Digest, path, desc.Size, st.Size())
+			ErrSizeMismatch, desc.Digest, b.where, desc.Size, b.size)
 	}
-	return newVerifier(f, desc, path, l.skipDigestCheck), nil
+	return newVerifier(b.r, desc, b.where, l.skipDigestCheck), nil
 }
 
 // ReadBlob reads the whole blob of desc, verified as OpenBlob does. It
@@ -279,15 +347,14 @@ func openRegular(path string) (*os.File, fs.FileInfo, error) {
 	return f, st, nil
 }
 
-// readSmallFile reads a layout file (oci-layout, index.json), refusing
-// files larger than MaxJSONBytes with ErrLimit.
-func (l *Layout) readSmallFile(path string) ([]byte, error) {
+// readSmallFile reads a regular file, refusing files larger than max
+// (MaxJSONBytes) with ErrLimit.
+func readSmallFile(path string, max int64) ([]byte, error) {
 	f, st, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	max := l.limits.MaxJSONBytes
 	if st.Size() > max {
 		return nil, fmt.Errorf("%w: %s is %d bytes, more than MaxJSONBytes=%d", ErrLimit, path, st.Size(), max)
 	}

@@ -2,6 +2,11 @@ package ociread
 
 import v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+// AnnotationContainerdImageName is the annotation containerd, nerdctl and
+// docker (25+) `save` put on index.json entries: the full image name, e.g.
+// "docker.io/library/busybox:1.35". Select.Ref matches it (see Select).
+const AnnotationContainerdImageName = "io.containerd.image.name"
+
 // Docker image media types that ociclip accepts next to the OCI ones.
 const (
 	MediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"

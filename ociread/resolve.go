@@ -18,8 +18,17 @@ import (
 // Select describes which image Resolve picks.
 //
 // Ref is a ref name as written in the org.opencontainers.image.ref.name
-// annotation of index.json (e.g. "24.04", "latest"); a ref of the form
-// "sha256:<hex>", "sha512:<hex>" or "@sha256:<hex>" that is not itself a ref
+// annotation of index.json (e.g. "24.04", "latest"). Failing that, it is
+// compared with the other names of index.json entries (see Layout.Refs):
+// the io.containerd.image.name annotation that containerd, nerdctl and
+// docker 25+ write, and, for docker-archive sources, the manifest.json
+// RepoTags; first as written, then as normalized docker references, so
+// that "busybox:1.35", "docker.io/library/busybox:1.35" and
+// "index.docker.io/library/busybox:1.35" are the same name and "busybox"
+// means "busybox:latest". Image.RefName is then the name as stored. For
+// docker-archive sources "@N" selects the N-th image (from 0) of the
+// archive's manifest.json, as in skopeo. A ref of the form
+// "sha256:<hex>", "sha512:<hex>" or "@sha256:<hex>" that is not itself a
 // name selects by digest, matching any descriptor of index.json or of an
 // index nested below it. An empty Ref picks the only image of index.json;
 // several descriptors count as one image if they all carry the same ref name,
@@ -224,14 +233,32 @@ func (r *resolver) starts(ref string) ([]cand, string, error) {
 			ErrAmbiguous, r.l.indexPath, len(top), r.listTop())
 	}
 
-	var cs []cand
-	for i, d := range top {
-		if d.Annotations[v1.AnnotationRefName] == ref {
-			cs = append(cs, r.topCand(i))
+	if is := r.l.matchAnnotation(ref); len(is) > 0 {
+		cs := make([]cand, len(is))
+		for k, i := range is {
+			cs[k] = r.topCand(i)
 		}
-	}
-	if len(cs) > 0 {
 		return cs, fmt.Sprintf("ref %q", ref), nil
+	}
+	if is, names := r.l.matchNames(ref); len(is) > 0 {
+		cs := make([]cand, len(is))
+		for k, i := range is {
+			cs[k] = r.topCand(i)
+			cs[k].ref = names[k]
+		}
+		return cs, fmt.Sprintf("ref %q", ref), nil
+	}
+	if n, ok := parseIndexRef(ref); ok && r.l.numbered != nil {
+		if n >= len(r.l.numbered) {
+			return nil, "", fmt.Errorf("%w: ref %q: %s lists %d images (@0 to @%d); available: %s",
+				ErrRefNotFound, ref, r.l.dir, len(r.l.numbered), len(r.l.numbered)-1, r.listTop())
+		}
+		i := r.l.numbered[n]
+		if i < 0 {
+			return nil, "", fmt.Errorf("%w: ref %q: image %d of manifest.json in %s matches no entry of %s (by name or config digest); available: %s",
+				ErrRefNotFound, ref, n, r.l.dir, r.l.indexPath, r.listTop())
+		}
+		return []cand{r.topCand(i)}, fmt.Sprintf("image %s", ref), nil
 	}
 
 	ds, isDigest := strings.CutPrefix(ref, "@")
@@ -262,6 +289,50 @@ func describeRef(c cand) string {
 	return c.where
 }
 
+// matchAnnotation returns the index.json entries whose ref name annotation
+// is ref.
+func (l *Layout) matchAnnotation(ref string) []int {
+	var is []int
+	for i, d := range l.index.Manifests {
+		if d.Annotations[v1.AnnotationRefName] == ref {
+			is = append(is, i)
+		}
+	}
+	return is
+}
+
+// matchNames returns the index.json entries with a name (see Layout.names)
+// equal to ref or, failing that, equal to it as normalized docker
+// references, and the name that matched for each.
+func (l *Layout) matchNames(ref string) ([]int, []string) {
+	var is []int
+	var names []string
+	for i, ns := range l.names {
+		for _, n := range ns {
+			if n == ref {
+				is, names = append(is, i), append(names, n)
+				break
+			}
+		}
+	}
+	if len(is) > 0 {
+		return is, names
+	}
+	nref, ok := normalizeDockerRef(ref)
+	if !ok {
+		return nil, nil
+	}
+	for i, ns := range l.names {
+		for _, n := range ns {
+			if nn, ok := normalizeDockerRef(n); ok && nn == nref {
+				is, names = append(is, i), append(names, n)
+				break
+			}
+		}
+	}
+	return is, names
+}
+
 // listTop lists the entries of index.json (ref name and digest) for error
 // messages, capped at 20.
 func (r *resolver) listTop() string {
@@ -277,8 +348,25 @@ func (r *resolver) listTop() string {
 			break
 		}
 		name := "<no ref name>"
+		var names []string
 		if ref := d.Annotations[v1.AnnotationRefName]; ref != "" {
-			name = fmt.Sprintf("%q", short(ref))
+			names = append(names, fmt.Sprintf("%q", short(ref)))
+		}
+		if i < len(r.l.names) {
+			for _, n := range r.l.names[i] {
+				if n != d.Annotations[v1.AnnotationRefName] {
+					names = append(names, fmt.Sprintf("%q", short(n)))
+				}
+			}
+		}
+		if len(names) > 0 {
+			name = strings.Join(names, " aka ")
+		}
+		for n, ti := range r.l.numbered {
+			if ti == i {
+				name = fmt.Sprintf("@%d %s", n, name)
+				break
+			}
 		}
 		s := fmt.Sprintf("%s (%s", name, short(string(d.Digest)))
 		if d.Platform != nil {
