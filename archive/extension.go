@@ -52,10 +52,14 @@ type ResumePoint struct {
 	Window      []byte
 }
 
+// extensionPayload is Extension without its methods: gob (and detgob) would
+// otherwise encode an Extension by calling its MarshalBinary.
+type extensionPayload Extension
+
 // MarshalBinary encodes the section: magic, version (uint32 LE), payload
 // length (uint64 LE), sha256 of the payload, payload (zstd of a gob stream).
 func (e *Extension) MarshalBinary() ([]byte, error) {
-	g, err := detgob.Marshal(e)
+	g, err := detgob.Marshal((*extensionPayload)(e))
 	if err != nil {
 		return nil, fmt.Errorf("encoding extension: %w", err)
 	}
@@ -101,9 +105,9 @@ func parseExtension(b []byte) (*Extension, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
 	}
-	var e Extension
+	var e extensionPayload
 	if err := gob.NewDecoder(bytes.NewReader(g)).Decode(&e); err != nil {
 		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
 	}
-	return &e, nil
+	return (*Extension)(&e), nil
 }

@@ -92,9 +92,13 @@ func TestIndexInspectLs(t *testing.T) {
 	if !strings.Contains(stdout, "/bin/sh -> busybox") || !strings.Contains(stdout, "-rwxr-xr-x") || strings.Contains(stdout, "/bin/cat") {
 		t.Errorf("ls -l /bin:\n%s", stdout)
 	}
-	code, stdout, _ = runCLI(t, "ls", out, "/tmp", "-l")
-	if code != 0 || !strings.Contains(stdout, "drwxrwxrwt") {
-		t.Errorf("ls -l /tmp:\n%s", stdout)
+	code, stdout, _ = runCLI(t, "ls", "-l", out, "/")
+	if code != 0 || !strings.Contains(stdout, "drwxrwxrwt") || !strings.Contains(stdout, " /tmp ") {
+		t.Errorf("ls -l /:\n%s", stdout)
+	}
+	code, stdout, _ = runCLI(t, "ls", out, "/etc/passwd")
+	if code != 0 || stdout != "/etc/passwd\n" {
+		t.Errorf("ls /etc/passwd: %q", stdout)
 	}
 	code, stdout, _ = runCLI(t, "ls", out)
 	if code != 0 || !strings.Contains(stdout, "/etc\n") || strings.Contains(stdout, "/etc/passwd") {
