@@ -114,11 +114,29 @@ func (l *Layout) mapDockerEntries(ts *tarStore, entries []dockerEntry) {
 			continue
 		}
 		for _, tag := range e.RepoTags {
-			if tag != "" && tag != l.index.Manifests[idx].Annotations[v1.AnnotationRefName] && !containsString(l.names[idx], tag) {
+			if tag != "" && !l.hasName(idx, tag) {
 				l.names[idx] = append(l.names[idx], tag)
 			}
 		}
 	}
+}
+
+// hasName reports whether index.json entry i already answers to name: as
+// its ref name, or as one of its names, as written or normalized.
+func (l *Layout) hasName(i int, name string) bool {
+	if l.index.Manifests[i].Annotations[v1.AnnotationRefName] == name || containsString(l.names[i], name) {
+		return true
+	}
+	nn, ok := normalizeDockerRef(name)
+	if !ok {
+		return false
+	}
+	for _, n := range l.names[i] {
+		if x, ok := normalizeDockerRef(n); ok && x == nn {
+			return true
+		}
+	}
+	return false
 }
 
 func containsString(list []string, s string) bool {

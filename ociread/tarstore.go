@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -40,6 +41,7 @@ type tarStore struct {
 	f        *os.File
 	fileSize int64
 	members  map[string]*member
+	closed   atomic.Bool
 
 	mem      map[digest.Digest]memBlob
 	byDigest map[digest.Digest]string // blob digest -> member name
@@ -256,6 +258,9 @@ func (s *tarStore) file(name string, max int64) ([]byte, string, error) {
 }
 
 func (s *tarStore) blob(d digest.Digest) (storedBlob, error) {
+	if s.closed.Load() {
+		return storedBlob{}, fmt.Errorf("%s: %w (the Layout was closed)", s.path, os.ErrClosed)
+	}
 	if err, ok := s.errs[d]; ok {
 		return storedBlob{}, err
 	}
@@ -275,6 +280,7 @@ func (s *tarStore) blob(d digest.Digest) (storedBlob, error) {
 }
 
 func (s *tarStore) close() error {
+	s.closed.Store(true)
 	if err := s.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return err
 	}
