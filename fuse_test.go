@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/beam-cloud/clip/pkg/clip"
 
@@ -231,7 +232,7 @@ func compareTrees(t *testing.T, what string, got, want map[string]fsEntry, compa
 }
 
 // fuseWatchdog bounds how long one image may stay mounted.
-const fuseWatchdog = 60 * time.Second
+const fuseWatchdog = 120 * time.Second
 
 // mountClip mounts archive with clip.MountArchive and unmounts it in
 // t.Cleanup (server.Unmount, then `fusermount3 -u -z` if that fails).
@@ -248,18 +249,11 @@ func mountClip(t *testing.T, archivePath string) string {
 	if err != nil {
 		t.Fatalf("clip.MountArchive: %v", err)
 	}
-	// A hung FUSE server must not hang the test binary (a Go test timeout
-	// panics without running cleanups, which would leave the mount behind):
-	// after fuseWatchdog, detach the mount, so that blocked file system calls
-	// fail with ENOTCONN and the test fails instead.
-	watchdog := time.AfterFunc(fuseWatchdog, func() {
-		t.Errorf("%s: still mounted after %v: detaching it (fusermount3 -u -z)", mnt, fuseWatchdog)
-		exec.Command("fusermount3", "-u", "-z", mnt).Run()
-	})
+	watchdog := startWatchdog(t, mnt)
 	// Registered after t.TempDir, so it runs before the directories are
 	// removed, and after the registry's registration, so before it stops.
 	t.Cleanup(func() {
-		watchdog.Stop()
+		defer watchdog.stop()
 		if err := server.Unmount(); err != nil {
 			t.Logf("server.Unmount: %v; trying fusermount3 -u -z", err)
 			if out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput(); err != nil {
@@ -290,7 +284,84 @@ func mountClip(t *testing.T, archivePath string) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	disablePoll(t, mnt)
 	return mnt
+}
+
+// disablePoll does go-fuse's "epoll hack" synchronously, before the test
+// opens any file on the mount through package os.
+//
+// The test process is also the FUSE server. Package os registers every file
+// it opens with the runtime's epoll instance; for a FUSE file the kernel
+// then sends FUSE_POLL and epoll_ctl waits for the answer while its thread
+// keeps a P and holds the epoll instance. With GOMAXPROCS=2 (these
+// machines) and a read in flight that waits for the registry (netpoll), no
+// goroutine is left to answer: the whole process wedges, and no in-process
+// timer fires. go-fuse avoids this by making the kernel send one FUSE_POLL
+// early, which it answers with ENOSYS, after which the kernel never sends
+// another; but clip's startServer runs that hack in a goroutine, racing
+// with the test. So do it here, with raw syscalls (no epoll), and only then
+// touch the mount.
+func disablePoll(t *testing.T, mnt string) {
+	t.Helper()
+	fd, err := syscall.Open(filepath.Join(mnt, ".go-fuse-epoll-hack"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("opening go-fuse's poll hack file on %s: %v", mnt, err)
+	}
+	defer syscall.Close(fd)
+	pfd := struct {
+		fd              int32
+		events, revents int16
+	}{fd: int32(fd), events: 0x1 | 0x2 | 0x4} // POLLIN|POLLPRI|POLLOUT
+	var zero syscall.Timespec
+	// ppoll exists on every Linux architecture (poll does not on arm64).
+	if _, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0); errno != 0 {
+		t.Fatalf("ppoll on go-fuse's poll hack file: %v", errno)
+	}
+}
+
+// watchdog is a separate process that, if the test has not unmounted mnt
+// after fuseWatchdog (a wedged test binary, or one killed by go test's
+// timeout), aborts the FUSE connection (when fusectl is mounted) and
+// detaches the mount, so that no mount is left behind.
+type watchdog struct{ cmd *exec.Cmd }
+
+func startWatchdog(t *testing.T, mnt string) *watchdog {
+	t.Helper()
+	abort := ""
+	if dev := mountDevice(mnt); dev != "" {
+		if _, minor, ok := strings.Cut(dev, ":"); ok {
+			abort = fmt.Sprintf("f=/sys/fs/fuse/connections/%s/abort; [ -w $f ] && echo 1 > $f; ", minor)
+		}
+	}
+	script := fmt.Sprintf(`sleep %d; %sexec fusermount3 -u -z "$0"`, int(fuseWatchdog.Seconds()), abort)
+	cmd := exec.Command("sh", "-c", script, mnt)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the mount watchdog: %v", err)
+	}
+	return &watchdog{cmd}
+}
+
+// stop kills the watchdog's process group (sh and its sleep).
+func (w *watchdog) stop() {
+	syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	w.cmd.Wait()
+}
+
+// mountDevice returns the "major:minor" of the file system mounted at dir.
+func mountDevice(dir string) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
+			return f[2]
+		}
+	}
+	return ""
 }
 
 // isMounted reports whether dir is a mount point, from /proc/self/mountinfo.
