@@ -41,6 +41,11 @@ type LayerExtension struct {
 	Size        int64  // compressed size
 	USize       int64  // uncompressed size
 	Points      []ResumePoint
+	// ChunkSize and ChunkCRCs: the CRC-32C (Castagnoli) of every ChunkSize
+	// bytes of the uncompressed stream (the last chunk may be shorter), so
+	// that a reader can verify what it inflates from a checkpoint.
+	ChunkSize int64
+	ChunkCRCs []uint32
 }
 
 // ResumePoint is a resumable inflate checkpoint (see tarindex.ResumePoint).

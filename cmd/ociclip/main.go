@@ -4,6 +4,8 @@
 //	ociclip index oci:DIR[:REF] -o OUT.clip [--storage-ref REF] [--platform os/arch[/variant]]
 //	ociclip inspect OUT.clip [--json]
 //	ociclip ls OUT.clip [PATH] [-l] [-R]
+//	ociclip cat OUT.clip PATH --layout oci:DIR
+//	ociclip verify OUT.clip --layout oci:DIR
 //
 // Run `ociclip help` or `ociclip COMMAND --help` for details.
 package main
@@ -41,6 +43,8 @@ func commands() []command {
 		{"index", "index a local OCI layout into a .clip archive", runIndex},
 		{"inspect", "print a .clip archive's header, storage info and counts", runInspect},
 		{"ls", "list the nodes of a .clip archive", runLs},
+		{"cat", "print a file of the image, read through the index from the layout", runCat},
+		{"verify", "check every file read through the index against a sequential replay", runVerify},
 	}
 }
 

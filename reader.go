@@ -1,0 +1,251 @@
+package ociclip
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sync"
+
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ociclip/ociclip/archive"
+	"github.com/ociclip/ociclip/ociread"
+)
+
+// ErrMismatch: a file read through the index differs from the sequential
+// replay of its layer.
+var ErrMismatch = errors.New("file content mismatch")
+
+// Reader reads the files of a .clip archive from the layer blobs of the
+// local layout it was made from, through the archive's checkpoints.
+type Reader struct {
+	*archive.FileReader
+	Archive *archive.Archive
+	lb      *layoutBlobs
+}
+
+// OpenReader opens the archive at archivePath and the OCI layout at
+// layoutPath that holds its layer blobs.
+func OpenReader(archivePath, layoutPath string) (*Reader, error) {
+	a, err := archive.ReadFile(archivePath)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ociread.Open(layoutPath, ociread.OpenOptions{})
+	if err != nil {
+		return nil, err
+	}
+	lb := &layoutBlobs{l: l, open: map[string]*os.File{}}
+	return &Reader{FileReader: archive.NewFileReader(a, lb), Archive: a, lb: lb}, nil
+}
+
+// Close releases the open blob files.
+func (r *Reader) Close() error {
+	lb := r.lb
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	var first error
+	for _, f := range lb.open {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	lb.open = map[string]*os.File{}
+	return first
+}
+
+// layoutBlobs opens layer blobs of a layout by digest.
+type layoutBlobs struct {
+	l    *ociread.Layout
+	mu   sync.Mutex
+	open map[string]*os.File
+}
+
+func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
+	dg, err := digest.Parse(d)
+	if err != nil {
+		return nil, 0, fmt.Errorf("layer digest %q: %w", d, err)
+	}
+	p, err := b.l.BlobPath(dg)
+	if err != nil {
+		return nil, 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.open[d]
+	if f == nil {
+		f, err = os.Open(p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("layer %s: %w: %v", d, ociread.ErrBlobMissing, err)
+		}
+		b.open[d] = f
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+// VerifyResult summarises Verify.
+type VerifyResult struct {
+	Files      int   // regular files checked
+	Bytes      int64 // bytes read through the index
+	Mismatches []string
+}
+
+// Verify reads every regular file through the index and compares its bytes
+// with an independent, plain sequential replay of its layer (Go's gzip/zstd
+// and archive/tar, no offsets). Each mismatch is reported by path through
+// report (which may be nil) and collected; the error is non-nil when any
+// file mismatched or could not be read.
+func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
+	want, err := r.replay(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &VerifyResult{}
+	for _, n := range r.Archive.Nodes {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if n.NodeType != common.FileNode || n.Remote == nil {
+			continue
+		}
+		res.Files++
+		got := make([]byte, n.Remote.ULength)
+		_, rerr := r.ReadAt(n, got, 0)
+		if rerr == io.EOF {
+			rerr = nil
+		}
+		res.Bytes += int64(len(got))
+		if rerr == nil {
+			exp, ok := want.content(n)
+			switch {
+			case !ok:
+				rerr = fmt.Errorf("%w: no file at %s in the replay of layer %s", ErrMismatch, n.Path, n.Remote.LayerDigest)
+			case exp != sha256.Sum256(got):
+				rerr = fmt.Errorf("%w: %s: %d bytes at offset %d of layer %s differ from the replay", ErrMismatch, n.Path, len(got), n.Remote.UOffset, n.Remote.LayerDigest)
+			}
+		}
+		if rerr != nil {
+			res.Mismatches = append(res.Mismatches, n.Path)
+			if report != nil {
+				report(n.Path, rerr)
+			}
+		}
+	}
+	if len(res.Mismatches) > 0 {
+		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
+	}
+	return res, nil
+}
+
+// replayed holds, per layer, the sha256 of every regular file entry and the
+// hard link entries, from a sequential read of the layer.
+type replayed struct {
+	files map[string]map[string][32]byte // layer digest -> clean path -> sha256
+	links map[string][]string            // clean path -> hard link targets, all layers
+}
+
+func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
+	files := w.files[n.Remote.LayerDigest]
+	seen := map[string]bool{}
+	todo := []string{n.Path}
+	for len(todo) > 0 {
+		p := todo[0]
+		todo = todo[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if h, ok := files[p]; ok {
+			return h, true
+		}
+		todo = append(todo, w.links[p]...)
+	}
+	return [32]byte{}, false
+}
+
+func (r *Reader) replay(ctx context.Context) (*replayed, error) {
+	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}}
+	for _, d := range r.Archive.Storage.Layers {
+		if _, done := w.files[d]; done {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		files, err := replayLayer(r.lb, d, w.links)
+		if err != nil {
+			return nil, fmt.Errorf("replaying layer %s: %w", d, err)
+		}
+		w.files[d] = files
+	}
+	return w, nil
+}
+
+func replayLayer(b *layoutBlobs, d string, links map[string][]string) (map[string][32]byte, error) {
+	ra, size, err := b.OpenLayer(d)
+	if err != nil {
+		return nil, err
+	}
+	sr := io.NewSectionReader(ra, 0, size)
+	magic := make([]byte, 4)
+	n, _ := io.ReadFull(sr, magic)
+	magic = magic[:n]
+	if _, err := sr.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var rd io.Reader = sr
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(sr)
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		rd = zr
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(sr, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		rd = zr
+	}
+	files := map[string][32]byte{}
+	tr := tar.NewReader(rd)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) && len(files) > 0 {
+			// Some writers (umoci insert) omit the end-of-archive blocks.
+			return files, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		p := path.Clean("/" + h.Name)
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeRegA:
+			hs := sha256.New()
+			if _, err := io.Copy(hs, tr); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, err
+			}
+			var sum [32]byte
+			copy(sum[:], hs.Sum(nil))
+			files[p] = sum
+		case tar.TypeLink:
+			links[p] = append(links[p], path.Clean("/"+h.Linkname))
+		}
+	}
+}
