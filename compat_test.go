@@ -247,7 +247,6 @@ func buildOciclip(t *testing.T, img compatImage, storageRef string) string {
 		StorageImageRef: storageRef,
 		OutputPath:      out,
 		CheckpointMiB:   compatCheckpointMiB,
-		SpanMiB:         spanMiBTemp,
 	})
 	if err != nil {
 		t.Fatalf("ociclip.CreateFromOCILayout(%s): %v", img.Dir, err)
@@ -1075,5 +1074,3 @@ func TestCompatNonGzipLayers(t *testing.T) {
 		})
 	}
 }
-
-var spanMiBTemp = -1 // TEMP until archive.Extension.MarshalBinary stops recursing
