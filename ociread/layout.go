@@ -1,13 +1,19 @@
-// Package ociread reads and verifies a local OCI image layout: the directory
-// that `skopeo copy docker://IMG oci:DIR:TAG` or umoci writes (oci-layout,
-// index.json, blobs/<alg>/<hex>).
+// Package ociread reads and verifies a local OCI image: an OCI image layout
+// directory (what `skopeo copy docker://IMG oci:DIR:TAG` or umoci writes:
+// oci-layout, index.json, blobs/<alg>/<hex>), or, through ParseSource and
+// OpenSource, the same layout inside a tar file (oci-archive:), `docker
+// save` output (docker-archive:) or a containers/image dir: directory.
+// Archives are read in place, never extracted; every source is presented
+// as a Layout with an index.json, so that resolution and verification are
+// the same for all.
 //
 // Open checks the oci-layout file and parses index.json. Resolve picks one
-// image — by ref name (the org.opencontainers.image.ref.name annotation), by
-// digest, or the only image — follows nested image indexes (Docker manifest
-// lists included) to the wanted platform, and returns the parsed manifest and
-// config. Every blob is read through a reader that verifies size and digest,
-// and every JSON document is size-capped before it is read (see Limits).
+// image — by ref name (the org.opencontainers.image.ref.name annotation, or
+// another name of the entry, see Select), by digest, or the only image —
+// follows nested image indexes (Docker manifest lists included) to the
+// wanted platform, and returns the parsed manifest and config. Every blob is
+// read through a reader that verifies size and digest, and every JSON
+// document is size-capped before it is read (see Limits).
 //
 // The package never panics on malformed input. Every error wraps one of the
 // Err* sentinels (check with errors.Is) and names the file, digest, ref or
@@ -39,7 +45,8 @@ const (
 // default.
 type Limits struct {
 	// MaxJSONBytes caps the size of oci-layout, index.json and of every
-	// manifest, config and nested index blob. Default 8 MiB.
+	// manifest, config and nested index blob, and of a docker-archive's or
+	// dir: directory's manifest.json. Default 8 MiB.
 	MaxJSONBytes int64
 	// MaxIndexDepth caps how many image indexes may be nested below
 	// index.json (an index referenced from index.json is at depth 1).
@@ -57,7 +64,7 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// OpenOptions configures Open.
+// OpenOptions configures Open and OpenSource.
 type OpenOptions struct {
 	Limits Limits
 }
@@ -97,7 +104,8 @@ type Layout struct {
 // imageLayoutVersion "1.0.0") and parses its index.json (size-capped by
 // Limits.MaxJSONBytes, schemaVersion 2). Descriptors inside index.json are
 // validated only when Resolve uses them, so one bad entry does not make the
-// other images unreadable.
+// other images unreadable. Open(dir, opts) is OpenSource(Source{Transport:
+// TransportOCI, Path: dir}, opts).
 func Open(dir string, opts OpenOptions) (*Layout, error) {
 	l := &Layout{
 		src:    Source{Transport: TransportOCI, Path: dir},

@@ -59,7 +59,9 @@ type Select struct {
 // through the verifying reader; its layers were not read.
 type Image struct {
 	// RefName is the ref name through which the image was found, if any
-	// (for a digest selection, that of the index.json entry that led there).
+	// (for a digest selection, "@N" or no Ref, the ref name annotation of
+	// the index.json entry that led there; for a match by another name,
+	// that name as stored, e.g. the RepoTag "docker.io/library/busybox:1.35").
 	RefName string
 	// ManifestDescriptor describes the chosen image manifest. An empty
 	// media type is filled in from the manifest itself, and a missing
