@@ -293,6 +293,20 @@ func TestDockerArchiveSkopeo(t *testing.T) {
 	}
 	_, err := l.Resolve(context.Background(), Select{Ref: "busybox:latest"})
 	wantErr(t, err, ErrRefNotFound, `"docker.io/library/busybox:1.35"`)
+
+	// Without a name skopeo writes "RepoTags": []: no refs, the only
+	// image by default or as @0, the same synthesized manifest.
+	pu := filepath.Join(filepath.Dir(p), "untagged.tar")
+	skopeoCopy(t, "oci:"+busyboxDir+":1.35", "docker-archive:"+pu)
+	lu, _ := openSrc(t, "docker-archive:"+pu)
+	if len(lu.Refs()) != 0 {
+		t.Errorf("untagged Refs() = %v", lu.Refs())
+	}
+	for _, ref := range []string{"", "@0"} {
+		if imu := mustResolve(t, lu, Select{Ref: ref}); imu.ManifestDescriptor.Digest != im.ManifestDescriptor.Digest || imu.RefName != "" {
+			t.Errorf("untagged %q: %s %q", ref, imu.ManifestDescriptor.Digest, imu.RefName)
+		}
+	}
 	_, err = l.Resolve(context.Background(), Select{Ref: "@1"})
 	wantErr(t, err, ErrRefNotFound, "@0")
 }

@@ -237,7 +237,9 @@ func checkDockerArchiveRef(ref string) error {
 // written or normalized (busybox:1.35 = docker.io/library/busybox:1.35),
 // and so does "@N". An entry whose config or layer file is missing or
 // unusable does not fail OpenSource: resolving that image returns the
-// error.
+// error (until then its index.json descriptor carries the sha256 of the
+// manifest.json entry in place of a manifest digest). Symlinks are
+// followed for members themselves, not for directories on their path.
 //
 // dir: manifest.json is the image manifest (OCI or Docker schema 2; a
 // manifest list after `skopeo copy --all`, with the instance manifests in
