@@ -62,9 +62,10 @@ type Options struct {
 	OutputPath string
 	// CheckpointMiB is the spacing of clip's gzip checkpoints (default 2).
 	CheckpointMiB int
-	// SpanMiB is the spacing of ociclip's resumable checkpoints stored in the
-	// extension section (default 4). Negative: write no extension section.
-	SpanMiB int
+	// SpanBytes is the spacing, in uncompressed bytes, of ociclip's resumable
+	// gzip checkpoints stored in the extension section (0: 4 MiB). Negative:
+	// write no extension section.
+	SpanBytes int64
 	// Platform selects from a multi-platform index (default linux/GOARCH).
 	Platform *v1.Platform
 	// ProgressChan receives progress; sends block (as clip's do) but give
@@ -195,7 +196,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	var ext *archive.Extension
-	if opts.SpanMiB >= 0 {
+	if opts.SpanBytes >= 0 {
 		ext = archive.BuildExtension(img.Layers, results)
 	}
 	if err := ctx.Err(); err != nil {
@@ -232,10 +233,7 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 	if workers > n {
 		workers = n
 	}
-	span := int64(opts.SpanMiB) << 20
-	if opts.SpanMiB < 0 {
-		span = -1
-	}
+	span := opts.SpanBytes
 	var (
 		mu      sync.Mutex
 		entries int

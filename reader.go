@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -215,7 +216,7 @@ func replayLayer(b *layoutBlobs, d string, links map[string][]string) (map[strin
 		}
 		defer zr.Close()
 		rd = zr
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+	case isZstd(magic):
 		zr, err := zstd.NewReader(sr, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, err
@@ -248,4 +249,13 @@ func replayLayer(b *layoutBlobs, d string, links map[string][]string) (map[strin
 			links[p] = append(links[p], path.Clean("/"+h.Linkname))
 		}
 	}
+}
+
+// isZstd reports a zstd frame or skippable frame magic number.
+func isZstd(magic []byte) bool {
+	if len(magic) < 4 {
+		return false
+	}
+	m := binary.LittleEndian.Uint32(magic)
+	return m == 0xFD2FB528 || m&0xFFFFFFF0 == 0x184D2A50
 }

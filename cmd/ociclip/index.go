@@ -157,7 +157,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		StorageImageRef: *storageRef,
 		OutputPath:      *out,
 		CheckpointMiB:   *checkpointMiB,
-		SpanMiB:         *spanMiB,
+		SpanBytes:       spanBytes(*spanMiB),
 		Platform:        plat,
 		ProgressChan:    progress,
 		Concurrency:     *jobs,
@@ -221,4 +221,12 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// spanBytes converts --span-mib to Options.SpanBytes (-1: none).
+func spanBytes(mib int) int64 {
+	if mib < 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }

@@ -1,0 +1,279 @@
+package ociclip_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/beam-cloud/clip/pkg/common"
+
+	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/archive"
+	"github.com/ociclip/ociclip/internal/testimage"
+)
+
+// textish returns n bytes of compressible but non-repeating text.
+func textish(rng *rand.Rand, n int) []byte {
+	words := []string{"layer", "offset", "window", "inflate", "checkpoint", "overlay", "whiteout", "gzip", "zstd", "tar", "\n", "clip", "mount", "0x1f8b"}
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(words[rng.Intn(len(words))])
+		b.WriteByte(' ')
+		fmt.Fprintf(&b, "%d ", rng.Intn(100000))
+	}
+	return b.Bytes()[:n]
+}
+
+// randomAccessImage writes a layout with one layer per compression, each
+// holding several files of a few hundred KiB, and returns its dir.
+func randomAccessImage(t *testing.T) (string, *testimage.Layout) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(7))
+	var layers []testimage.Layer
+	for i, c := range []testimage.Compression{testimage.GzipFlush, testimage.GzipMulti, testimage.Gzip, testimage.GzipStdlib, testimage.ZstdMulti, testimage.ZstdSkippable, testimage.None} {
+		var es []testimage.Entry
+		for j := 0; j < 6; j++ {
+			es = append(es, testimage.Entry{Name: fmt.Sprintf("l%d/f%d", i, j), Body: textish(rng, 100_000+rng.Intn(300_000))})
+		}
+		es = append(es, testimage.Entry{Name: fmt.Sprintf("l%d/link", i), Type: '1', Linkname: fmt.Sprintf("l%d/f2", i)})
+		es = append(es, testimage.Entry{Name: fmt.Sprintf("l%d/sym", i), Type: '2', Linkname: "f3"})
+		layers = append(layers, testimage.Layer{Entries: es, Compression: c})
+	}
+	dir := t.TempDir()
+	l, err := testimage.Write(dir, testimage.Ref{Name: "ra", Image: &testimage.Image{Layers: layers}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, l
+}
+
+func openReader(t *testing.T, layoutDir string, span int64) (*ociclip.Reader, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "ra.clip")
+	if _, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
+		LayoutPath: layoutDir, OutputPath: out, SpanBytes: span, StorageImageRef: "example.com/ra:1",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ociclip.OpenReader(out, layoutDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, out
+}
+
+func TestReaderMatchesReplay(t *testing.T) {
+	dir, l := randomAccessImage(t)
+	r, _ := openReader(t, dir, 64<<10)
+	want, err := testimage.Replay(l.Images["ra"].LayerTars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	points := 0
+	for _, le := range r.Archive.Extension.Layers {
+		points += len(le.Points)
+		if le.Compression == "gzip" && len(le.Points) < 10 {
+			t.Errorf("layer %s: only %d resume points at a 64 KiB span", le.Digest, len(le.Points))
+		}
+	}
+	if points == 0 {
+		t.Fatal("no resume points")
+	}
+	files := 0
+	for _, p := range testimage.SortedPaths(want) {
+		w := want[p]
+		if w.Type != "file" {
+			continue
+		}
+		files++
+		b, err := r.ReadFile(p)
+		if err != nil {
+			t.Fatalf("ReadFile(%s): %v", p, err)
+		}
+		if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != w.SHA256 {
+			t.Errorf("%s: content differs from the replay", p)
+		}
+	}
+	// Symlinks are followed.
+	b, err := r.ReadFile("/l0/sym")
+	if err != nil || hex.EncodeToString(sha(b)) != want["/l0/f3"].SHA256 {
+		t.Errorf("/l0/sym: %v", err)
+	}
+	if files != 7*7 {
+		t.Errorf("%d files", files)
+	}
+	res, err := r.Verify(context.Background(), nil)
+	if err != nil || res.Files != files {
+		t.Errorf("Verify: %+v, %v", res, err)
+	}
+}
+
+func sha(b []byte) []byte { h := sha256.Sum256(b); return h[:] }
+
+// Reads at random offsets equal slices of the whole file, and a small read
+// near the end of a big gzip layer inflates at most about one span, not the
+// layer.
+func TestReaderRandomOffsetsAndSpan(t *testing.T) {
+	dir, _ := randomAccessImage(t)
+	const span = 64 << 10
+	r, _ := openReader(t, dir, span)
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 7; i++ {
+		for j := 0; j < 6; j++ {
+			p := fmt.Sprintf("/l%d/f%d", i, j)
+			whole, err := r.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := r.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := 0; k < 5; k++ {
+				off := rng.Int63n(int64(len(whole)))
+				buf := make([]byte, 1+rng.Intn(5000))
+				got, err := r.ReadAt(n, buf, off)
+				if err != nil && err != io.EOF {
+					t.Fatalf("%s ReadAt(%d): %v", p, off, err)
+				}
+				if !bytes.Equal(buf[:got], whole[off:off+int64(got)]) {
+					t.Fatalf("%s ReadAt(%d, %d) differs", p, off, len(buf))
+				}
+				if err == io.EOF && off+int64(len(buf)) < int64(len(whole)) {
+					t.Fatalf("%s: early EOF", p)
+				}
+			}
+		}
+	}
+	// The last file of the first (gzip) layer.
+	n, err := r.Stat("/l0/f5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := r.Inflated()
+	if _, err := r.ReadAt(n, make([]byte, 100), n.Remote.ULength-100); err != nil {
+		t.Fatal(err)
+	}
+	inflated := r.Inflated() - before
+	var usize int64
+	for _, le := range r.Archive.Extension.Layers {
+		if le.Digest == n.Remote.LayerDigest {
+			usize = le.USize
+		}
+	}
+	// One span between resume points (plus the block that ends it) and one
+	// checksum chunk.
+	if limit := int64(2*span + 64<<10 + 100); inflated > limit || inflated*5 > usize {
+		t.Errorf("a 100-byte read inflated %d bytes (layer %d bytes, limit %d)", inflated, usize, limit)
+	}
+	t.Logf("100-byte read near the end of a %d-byte layer inflated %d bytes", usize, inflated)
+}
+
+// A wrong window, a wrong offset or a changed blob is detected, never
+// returned as data.
+func TestReaderDetectsCorruption(t *testing.T) {
+	dir, _ := randomAccessImage(t)
+	_, out := openReader(t, dir, 64<<10)
+
+	load := func() *archive.Archive {
+		a, err := archive.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	readAll := func(a *archive.Archive, blobs archive.BlobOpener) error {
+		fr := archive.NewFileReader(a, blobs)
+		for _, n := range a.Nodes {
+			if n.NodeType != common.FileNode {
+				continue
+			}
+			if _, err := fr.ReadFile(n.Path); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	r, err := ociclip.OpenReader(out, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	blobs := dirBlobs(dir)
+	if err := readAll(load(), blobs); err != nil {
+		t.Fatalf("clean archive: %v", err)
+	}
+
+	t.Run("wrong window", func(t *testing.T) {
+		a := load()
+		for li := range a.Extension.Layers {
+			for pi := range a.Extension.Layers[li].Points {
+				w := a.Extension.Layers[li].Points[pi].Window
+				for i := range w {
+					w[i] ^= 0x55
+				}
+			}
+		}
+		if err := readAll(a, blobs); !errors.Is(err, archive.ErrVerify) {
+			t.Errorf("err = %v, want ErrVerify", err)
+		}
+	})
+	t.Run("wrong offsets", func(t *testing.T) {
+		a := load()
+		for li := range a.Extension.Layers {
+			for pi := range a.Extension.Layers[li].Points {
+				a.Extension.Layers[li].Points[pi].UOff += 3
+			}
+		}
+		if err := readAll(a, blobs); err == nil {
+			t.Error("no error with shifted resume points")
+		}
+	})
+	t.Run("changed blob", func(t *testing.T) {
+		a := load()
+		changed := t.TempDir()
+		for _, le := range a.Extension.Layers {
+			b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", le.Digest[len("sha256:"):]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if le.Compression == "none" {
+				b[len(b)/2] ^= 0xff // inside some file's data
+			} else {
+				b[len(b)/2] ^= 0x01
+			}
+			if err := os.WriteFile(filepath.Join(changed, le.Digest[len("sha256:"):]), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := readAll(a, dirBlobs(changed)); err == nil {
+			t.Error("no error with changed blobs")
+		}
+	})
+}
+
+// dirBlobs opens blobs by digest hex from a directory (a layout's
+// blobs/sha256 or a flat directory).
+type dirBlobs string
+
+func (d dirBlobs) OpenLayer(dg string) (io.ReaderAt, int64, error) {
+	hexd := dg[len("sha256:"):]
+	p := filepath.Join(string(d), "blobs", "sha256", hexd)
+	if _, err := os.Stat(p); err != nil {
+		p = filepath.Join(string(d), hexd)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return bytes.NewReader(b), int64(len(b)), nil
+}
