@@ -111,7 +111,8 @@ var gzipWriters = []struct {
 }
 
 func TestGzipCheckpointsOnBlockEnds(t *testing.T) {
-	u := writeTar(t, genFiles(1, 9<<20), tar.FormatPAX, nil)
+	t.Parallel()
+	u := writeTar(t, genFiles(1, scaled(9<<20)), tar.FormatPAX, nil)
 	for _, w := range gzipWriters {
 		t.Run(w.name, func(t *testing.T) {
 			blob := w.compress(t, u)

@@ -205,7 +205,7 @@ func gzipMulti(t testing.TB, b []byte) []byte {
 	cut := []int{0, len(b) / 3, len(b)/3 + 1, len(b) * 3 / 4, len(b)}
 	for i := 0; i+1 < len(cut); i++ {
 		var buf bytes.Buffer
-		w := gzip.NewWriter(&buf)
+		w := kgzip.NewWriter(&buf)
 		w.Name = "part" // FNAME
 		w.Comment = "member comment"
 		w.Extra = []byte("ex")
@@ -311,4 +311,12 @@ func decompress(t testing.TB, blob []byte, c Compression) []byte {
 
 func describe(e Entry) string {
 	return fmt.Sprintf("%s %s mode=%o uid=%d gid=%d size=%d link=%q dev=%d,%d", e.Path, e.Kind, e.Mode, e.Uid, e.Gid, e.Size, e.Linkname, e.Devmajor, e.Devminor)
+}
+
+// scaled returns n, or a third of it under the race detector.
+func scaled(n int) int {
+	if raceEnabled {
+		return n / 3
+	}
+	return n
 }

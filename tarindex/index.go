@@ -19,8 +19,10 @@ import (
 )
 
 const (
-	// chunkSize is the size of the buffers the decompressor fills.
-	chunkSize = 256 << 10
+	// chunkSize is the size of the buffers the decompressor fills; the
+	// first ones are smaller (minChunkSize, doubling).
+	chunkSize    = 256 << 10
+	minChunkSize = 16 << 10
 	// pipelineDepth is the number of chunk buffers in flight.
 	pipelineDepth = 4
 	// maxEndsPerChunk caps the deflate block ends attached to one chunk; a
@@ -143,7 +145,9 @@ type producer struct {
 	cur   *chunk
 	total int64
 	maxU  int64
-	hook  func(be blockEnd, drift int64)
+	// bufSize is the size of the chunk buffers to allocate.
+	bufSize int
+	hook    func(be blockEnd, drift int64)
 	// resume points
 	span   int64
 	lastRP int64
@@ -152,6 +156,14 @@ type producer struct {
 
 // fill fills c from the decompressor.
 func (p *producer) fill(c *chunk) {
+	// Buffers start small and grow while the stream goes on, so that
+	// the many tiny layers of an image cost little memory.
+	if p.bufSize == 0 {
+		p.bufSize = minChunkSize
+	}
+	if len(c.buf) < p.bufSize {
+		c.buf = make([]byte, p.bufSize)
+	}
 	c.n, c.ends, c.err = 0, c.ends[:0], nil
 	p.cur = c
 	if err := ctxErr(p.ctx); err != nil {
@@ -172,6 +184,9 @@ func (p *producer) fill(c *chunk) {
 		}
 	}
 	c.cin = p.cr.n
+	if c.n == len(c.buf) && p.bufSize < chunkSize {
+		p.bufSize *= 2
+	}
 }
 
 // onBlockEnd records a deflate block end (called by flate via gzReader).
@@ -380,7 +395,7 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 		mode = modeAsync
 	}
 	if mode == modeSync {
-		c := &chunk{buf: make([]byte, chunkSize)}
+		c := &chunk{}
 		u.next = func() *chunk { p.fill(c); return c }
 		u.release = func(*chunk) {}
 		return ix.walk(u)
@@ -388,7 +403,7 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 	free := make(chan *chunk, pipelineDepth)
 	full := make(chan *chunk, pipelineDepth)
 	for range pipelineDepth {
-		free <- &chunk{buf: make([]byte, chunkSize)}
+		free <- &chunk{} // buffers are allocated on first use
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -426,7 +441,7 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 		}
 	}
 	u.release = func(c *chunk) {
-		if c.buf != nil {
+		if c.buf != nil { // not the chunk that reports ctx's error
 			free <- c
 		}
 	}
@@ -535,7 +550,7 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 	}
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, "GNU.sparse.") {
-			return e, false, fmt.Errorf("%w: %q (PAX %s record)", ErrSparse, hdr.Name, k)
+			return e, false, fmt.Errorf("%w: %q (PAX GNU.sparse.* records)", ErrSparse, hdr.Name)
 		}
 	}
 	if len(hdr.Name) > ix.lim.MaxPathLen {

@@ -87,8 +87,9 @@ func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []blo
 }
 
 func TestResumeEveryPoint(t *testing.T) {
+	t.Parallel()
 	const span = 64 << 10
-	u := writeTar(t, genFiles(2, 5<<20), tar.FormatPAX, nil)
+	u := writeTar(t, genFiles(2, scaled(5<<20)), tar.FormatPAX, nil)
 	for _, w := range gzipWriters {
 		t.Run(w.name, func(t *testing.T) {
 			blob := w.compress(t, u)
@@ -100,7 +101,7 @@ func TestResumeEveryPoint(t *testing.T) {
 		})
 	}
 	t.Run("umoci", func(t *testing.T) {
-		files := genFiles(3, 4<<20)
+		files := genFiles(3, scaled(4<<20))
 		blob, mt := umociLayer(t, files)
 		opts := Options{MediaType: mt, SpanBytes: span}
 		ends, drift := recordEnds(&opts)

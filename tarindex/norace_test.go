@@ -1,0 +1,5 @@
+//go:build !race
+
+package tarindex
+
+const raceEnabled = false
