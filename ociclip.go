@@ -48,7 +48,11 @@ type Progress struct {
 
 // Options configures CreateFromOCILayout.
 type Options struct {
-	// LayoutPath is the OCI image layout directory.
+	// Source names the image with skopeo's transport syntax:
+	// "oci:DIR[:REF]", "oci-archive:FILE[:REF]", "docker-archive:FILE[:REF]",
+	// "dir:DIR" or a plain layout directory. When empty, LayoutPath is used.
+	Source string
+	// LayoutPath is the OCI image layout directory (when Source is empty).
 	LayoutPath string
 	// LayoutRef selects the image: a ref name (the
 	// org.opencontainers.image.ref.name annotation, e.g. "24.04"), a digest
@@ -116,8 +120,9 @@ type Result struct {
 // output path is left untouched.
 func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	start := time.Now()
-	if opts.LayoutPath == "" {
-		return nil, fmt.Errorf("%w: LayoutPath is empty", ErrOptions)
+	src, err := source(opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.OutputPath == "" {
 		return nil, fmt.Errorf("%w: OutputPath is empty", ErrOptions)
@@ -141,13 +146,14 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 		res.Warnings = append(res.Warnings, "no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
 	}
 
-	layout, err := ociread.Open(opts.LayoutPath, ociread.OpenOptions{Limits: ociread.Limits{
+	layout, err := ociread.OpenSource(src, ociread.OpenOptions{Limits: ociread.Limits{
 		MaxJSONBytes: opts.Limits.MaxJSONBytes, MaxIndexDepth: opts.Limits.MaxIndexDepth,
 	}})
 	if err != nil {
 		return nil, err
 	}
-	img, err := layout.Resolve(ctx, ociread.Select{Ref: opts.LayoutRef, Platform: opts.Platform})
+	defer layout.Close()
+	img, err := layout.Resolve(ctx, ociread.Select{Ref: src.Ref, Platform: opts.Platform})
 	if err != nil {
 		return nil, err
 	}
@@ -180,10 +186,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 		name = opts.StorageImageRef
 	}
 	if name == "" {
-		name = "oci:" + opts.LayoutPath
-		if opts.LayoutRef != "" {
-			name += ":" + opts.LayoutRef
-		}
+		name = src.String()
 	}
 	info, err := archive.BuildStorageInfo(sref, archive.ImageInfo{
 		Name:           name,
@@ -216,6 +219,31 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// source returns the image source of the options: Source parsed, or
+// LayoutPath with LayoutRef.
+func source(opts Options) (ociread.Source, error) {
+	if opts.Source == "" {
+		if opts.LayoutPath == "" {
+			return ociread.Source{}, fmt.Errorf("%w: neither Source nor LayoutPath is set", ErrOptions)
+		}
+		return ociread.Source{Transport: ociread.TransportOCI, Path: opts.LayoutPath, Ref: opts.LayoutRef}, nil
+	}
+	if opts.LayoutPath != "" {
+		return ociread.Source{}, fmt.Errorf("%w: set Source or LayoutPath, not both", ErrOptions)
+	}
+	src, err := ociread.ParseSource(opts.Source)
+	if err != nil {
+		return ociread.Source{}, err
+	}
+	if opts.LayoutRef != "" {
+		if src.Ref != "" && src.Ref != opts.LayoutRef {
+			return ociread.Source{}, fmt.Errorf("%w: Source %q names ref %q and LayoutRef says %q", ErrOptions, opts.Source, src.Ref, opts.LayoutRef)
+		}
+		src.Ref = opts.LayoutRef
+	}
+	return src, nil
 }
 
 // indexLayers runs the per-layer pass over all layers, concurrently up to

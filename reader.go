@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"sync"
 
@@ -34,18 +33,24 @@ type Reader struct {
 	lb      *layoutBlobs
 }
 
-// OpenReader opens the archive at archivePath and the OCI layout at
-// layoutPath that holds its layer blobs.
-func OpenReader(archivePath, layoutPath string) (*Reader, error) {
+// OpenReader opens the archive at archivePath and the image source that
+// holds its layer blobs: a layout directory, or any source string
+// CreateFromOCILayout accepts ("oci:DIR", "oci-archive:FILE", "dir:DIR",
+// "docker-archive:FILE"; a ref part is ignored).
+func OpenReader(archivePath, source string) (*Reader, error) {
 	a, err := archive.ReadFile(archivePath)
 	if err != nil {
 		return nil, err
 	}
-	l, err := ociread.Open(layoutPath, ociread.OpenOptions{})
+	src, err := ociread.ParseSource(source)
 	if err != nil {
 		return nil, err
 	}
-	lb := &layoutBlobs{l: l, open: map[string]*os.File{}}
+	l, err := ociread.OpenSource(src, ociread.OpenOptions{})
+	if err != nil {
+		return nil, err
+	}
+	lb := &layoutBlobs{l: l, open: map[string]io.Closer{}}
 	return &Reader{FileReader: archive.NewFileReader(a, lb), Archive: a, lb: lb}, nil
 }
 
@@ -60,7 +65,10 @@ func (r *Reader) Close() error {
 			first = err
 		}
 	}
-	lb.open = map[string]*os.File{}
+	lb.open = map[string]io.Closer{}
+	if err := lb.l.Close(); err != nil && first == nil {
+		first = err
+	}
 	return first
 }
 
@@ -68,7 +76,9 @@ func (r *Reader) Close() error {
 type layoutBlobs struct {
 	l    *ociread.Layout
 	mu   sync.Mutex
-	open map[string]*os.File
+	open map[string]io.Closer
+	ras  map[string]io.ReaderAt
+	size map[string]int64
 }
 
 func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
@@ -76,25 +86,20 @@ func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("layer digest %q: %w", d, err)
 	}
-	p, err := b.l.BlobPath(dg)
-	if err != nil {
-		return nil, 0, err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f := b.open[d]
-	if f == nil {
-		f, err = os.Open(p)
-		if err != nil {
-			return nil, 0, fmt.Errorf("layer %s: %w: %v", d, ociread.ErrBlobMissing, err)
-		}
-		b.open[d] = f
+	if b.ras == nil {
+		b.ras, b.size = map[string]io.ReaderAt{}, map[string]int64{}
 	}
-	fi, err := f.Stat()
+	if ra, ok := b.ras[d]; ok {
+		return ra, b.size[d], nil
+	}
+	ra, size, c, err := b.l.OpenBlobAt(dg)
 	if err != nil {
 		return nil, 0, err
 	}
-	return f, fi.Size(), nil
+	b.ras[d], b.size[d], b.open[d] = ra, size, c
+	return ra, size, nil
 }
 
 // VerifyResult summarises Verify.

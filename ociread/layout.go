@@ -419,3 +419,32 @@ func cloneDescriptor(d v1.Descriptor) v1.Descriptor {
 	d.Platform = clonePlatform(d.Platform)
 	return d
 }
+
+// OpenBlobAt opens the blob d for random access, for readers that serve
+// files from a layer through an index. Random access cannot verify a
+// digest, so the content is not checked here (the caller verifies what it
+// reads, e.g. against the checksums recorded when the layer was indexed);
+// size is the stored length. Close the returned io.Closer when done.
+func (l *Layout) OpenBlobAt(d digest.Digest) (io.ReaderAt, int64, io.Closer, error) {
+	if err := checkDigest(d); err != nil {
+		return nil, 0, nil, err
+	}
+	b, err := l.st.blob(d)
+	if err != nil {
+		var se *sourceError
+		if errors.As(err, &se) {
+			return nil, 0, nil, err
+		}
+		return nil, 0, nil, fmt.Errorf("%w: blob %s: %w", ErrBlobMissing, d, err)
+	}
+	ra, ok := b.r.(io.ReaderAt)
+	if !ok {
+		closeReader(b.r)
+		return nil, 0, nil, fmt.Errorf("%w: blob %s at %s does not support random access", ErrBlobMissing, d, b.where)
+	}
+	c, _ := b.r.(io.Closer)
+	if c == nil {
+		c = io.NopCloser(nil)
+	}
+	return ra, b.size, c, nil
+}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -21,12 +19,16 @@ const indexUsage = `Usage: ociclip index SOURCE -o OUT.clip [options]
 
 Index the image in a local OCI layout and write clip v2 metadata to OUT.clip.
 
-SOURCE is written as skopeo writes layouts:
-  oci:DIR[:REF]          the image whose org.opencontainers.image.ref.name is REF
-                         (REF is what follows the last colon; omit it when the
-                         layout holds a single image)
-  oci:DIR@sha256:HEX     the manifest (or index) with that digest
-  DIR                    a plain directory; select with --ref
+SOURCE uses skopeo's transport syntax:
+  oci:DIR[:REF]              an OCI layout directory; REF is the image's
+                             org.opencontainers.image.ref.name (omit it when the
+                             layout holds a single image)
+  oci:DIR@sha256:HEX         the manifest (or index) with that digest
+  oci-archive:FILE[:REF]     a tar of an OCI layout, read in place
+  docker-archive:FILE[:REF]  "docker save" output (REF: a RepoTag such as
+                             busybox:1.35, or @N for the N-th image)
+  dir:DIR                    skopeo's dir: transport
+  DIR                        a plain layout directory; select with --ref
 
 The output is written atomically: on any failure OUT.clip is left as it was.
 Without --storage-ref the archive records no registry, and clip cannot mount it.
@@ -36,41 +38,19 @@ Example:
   ociclip index oci:/tmp/ubuntu:24.04 -o ubuntu.clip --storage-ref docker.io/library/ubuntu:24.04
 `
 
-// source is a parsed SOURCE argument.
-type source struct {
-	dir string
-	ref string
-}
-
-// parseSource parses "oci:DIR[:REF]", "oci:DIR@sha256:..." or a plain DIR.
-func parseSource(s, refFlag string) (source, error) {
-	if s == "" {
-		return source{}, fmt.Errorf("%w: empty SOURCE", errUsage)
-	}
-	rest, isOCI := strings.CutPrefix(s, "oci:")
-	if !isOCI {
-		if t, _, ok := strings.Cut(s, ":"); ok && !strings.ContainsAny(t, "/.") && len(t) > 1 {
-			return source{}, fmt.Errorf("%w: unsupported transport %q in %q (ociclip reads oci:DIR[:REF] or a plain DIR)", errUsage, t+":", s)
-		}
-		return source{dir: s, ref: refFlag}, nil
+// parseSource parses SOURCE (skopeo's transport syntax) and applies --ref.
+func parseSource(s, refFlag string) (ociread.Source, error) {
+	src, err := ociread.ParseSource(s)
+	if err != nil {
+		return ociread.Source{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if refFlag != "" {
-		return source{}, fmt.Errorf("%w: give the ref either in SOURCE (oci:DIR:REF) or with --ref, not both", errUsage)
+		if src.Ref != "" && src.Ref != refFlag {
+			return ociread.Source{}, fmt.Errorf("%w: give the ref either in SOURCE (%s) or with --ref, not both", errUsage, s)
+		}
+		src.Ref = refFlag
 	}
-	if rest == "" {
-		return source{}, fmt.Errorf("%w: %q names no directory", errUsage, s)
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 && strings.Contains(rest[at:], ":") {
-		return source{dir: rest[:at], ref: rest[at+1:]}, nil
-	}
-	// A directory whose name has a colon is taken whole when it exists.
-	if fi, err := os.Stat(filepath.Join(rest, "oci-layout")); err == nil && !fi.IsDir() {
-		return source{dir: rest}, nil
-	}
-	if c := strings.LastIndex(rest, ":"); c >= 0 {
-		return source{dir: rest[:c], ref: rest[c+1:]}, nil
-	}
-	return source{dir: rest}, nil
+	return src, nil
 }
 
 // indexSummary is the --json output of index.
@@ -152,8 +132,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
-		LayoutPath:      src.dir,
-		LayoutRef:       src.ref,
+		Source:          src.String(),
 		StorageImageRef: *storageRef,
 		OutputPath:      *out,
 		CheckpointMiB:   *checkpointMiB,

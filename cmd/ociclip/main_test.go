@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,24 +21,16 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 const busybox = "../../testdata/busybox"
 
 func TestParseSource(t *testing.T) {
-	dirWithColon := filepath.Join(t.TempDir(), "a:b")
-	if err := os.MkdirAll(dirWithColon, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dirWithColon, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
-		in, ref, dir, wantRef string
-		bad                   bool
+		in, ref, want string
+		bad           bool
 	}{
-		{in: "oci:/tmp/ubuntu:24.04", dir: "/tmp/ubuntu", wantRef: "24.04"},
-		{in: "oci:/tmp/ubuntu", dir: "/tmp/ubuntu"},
-		{in: "oci:rel/dir:latest", dir: "rel/dir", wantRef: "latest"},
-		{in: "oci:/tmp/x@sha256:abcd", dir: "/tmp/x", wantRef: "sha256:abcd"},
-		{in: "oci:" + dirWithColon, dir: dirWithColon},
-		{in: "oci:" + dirWithColon + ":t", dir: dirWithColon, wantRef: "t"},
-		{in: "/tmp/plain", ref: "v1", dir: "/tmp/plain", wantRef: "v1"},
+		{in: "oci:/tmp/ubuntu:24.04", want: "oci:/tmp/ubuntu:24.04"},
+		{in: "oci:/tmp/ubuntu", want: "oci:/tmp/ubuntu"},
+		{in: "oci:" + busybox + ":1.35", want: "oci:" + busybox + ":1.35"},
+		{in: "oci:/tmp/x@sha256:abcd", want: "oci:/tmp/x:@sha256:abcd"},
+		{in: "/tmp/plain", ref: "v1", want: "oci:/tmp/plain:v1"},
+		{in: "docker-archive:/tmp/b.tar:busybox:1.35", want: "docker-archive:/tmp/b.tar:busybox:1.35"},
 		{in: "oci:/tmp/x:t", ref: "v1", bad: true},
 		{in: "oci:", bad: true},
 		{in: "docker://busybox", bad: true},
@@ -50,8 +43,8 @@ func TestParseSource(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got.dir != tc.dir || got.ref != tc.wantRef {
-			t.Errorf("parseSource(%q, %q) = %+v, %v; want dir %q ref %q", tc.in, tc.ref, got, err, tc.dir, tc.wantRef)
+		if err != nil || got.String() != tc.want {
+			t.Errorf("parseSource(%q, %q) = %v, %v; want %s", tc.in, tc.ref, got, err, tc.want)
 		}
 	}
 }
@@ -176,5 +169,53 @@ func TestModeString(t *testing.T) {
 		if got := modeString(m); got != want {
 			t.Errorf("modeString(%o) = %s, want %s", m, got, want)
 		}
+	}
+}
+
+// Every source transport indexes to the same tree as the oci: layout it was
+// copied from (skopeo writes the copies).
+func TestIndexOtherSources(t *testing.T) {
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("skopeo is required with CI=true")
+		}
+		t.Skip("skopeo not installed")
+	}
+	dir := t.TempDir()
+	copyTo := func(dest string, extra ...string) {
+		args := append([]string{"copy", "-q"}, extra...)
+		args = append(args, "oci:"+busybox+":1.35", dest)
+		if out, err := exec.Command("skopeo", args...).CombinedOutput(); err != nil {
+			t.Fatalf("skopeo %v: %v\n%s", args, err, out)
+		}
+	}
+	copyTo("oci-archive:" + dir + "/bb.tar:1.35")
+	copyTo("dir:" + dir + "/bbdir")
+	copyTo("docker-archive:" + dir + "/bb-docker.tar:busybox:1.35")
+	lsOf := func(src string) string {
+		out := filepath.Join(t.TempDir(), "x.clip")
+		if code, _, stderr := runCLI(t, "index", "-q", src, "-o", out); code != 0 {
+			t.Fatalf("index %s: %s", src, stderr)
+		}
+		code, stdout, stderr := runCLI(t, "ls", "-R", out)
+		if code != 0 {
+			t.Fatalf("ls: %s", stderr)
+		}
+		return stdout
+	}
+	want := lsOf("oci:" + busybox + ":1.35")
+	for _, src := range []string{"oci-archive:" + dir + "/bb.tar:1.35", "dir:" + dir + "/bbdir", "docker-archive:" + dir + "/bb-docker.tar:busybox:1.35"} {
+		if got := lsOf(src); got != want {
+			t.Errorf("%s lists\n%s\nwant\n%s", src, got, want)
+		}
+	}
+	// cat reads through the index from an archive source too.
+	out := filepath.Join(t.TempDir(), "a.clip")
+	if code, _, stderr := runCLI(t, "index", "-q", "oci-archive:"+dir+"/bb.tar:1.35", "-o", out); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, stderr := runCLI(t, "cat", out, "/etc/passwd", "--layout", "oci-archive:"+dir+"/bb.tar")
+	if code != 0 || !strings.HasPrefix(stdout, "root:x:0:0") {
+		t.Errorf("cat: %d %q %s", code, stdout, stderr)
 	}
 }

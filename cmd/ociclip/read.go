@@ -27,21 +27,20 @@ a plain sequential replay of its layer (Go's gzip/zstd and archive/tar). Prints
 each mismatch by path; exits 1 if any.
 `
 
-// layoutDir takes "oci:DIR[:REF]" or a plain DIR and returns DIR.
+// layoutDir checks the --layout source holding the layer blobs.
 func layoutDir(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("%w: --layout oci:DIR is required", errUsage)
 	}
-	src, err := parseSource(s, "")
-	if err != nil {
+	if _, err := parseSource(s, ""); err != nil {
 		return "", err
 	}
-	return src.dir, nil
+	return s, nil
 }
 
 func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("cat", catUsage, stderr)
-	layout := fs.String("layout", "", "the layout holding the layer blobs: `oci:DIR` or DIR")
+	layout := fs.String("layout", "", "the image source holding the layer blobs: `oci:DIR`, oci-archive:FILE, dir:DIR, docker-archive:FILE or DIR")
 	offset := fs.Int64("offset", 0, "start at this byte of the file")
 	length := fs.Int64("length", -1, "write at most this many bytes (-1: to the end)")
 	pos, err := parseArgs(fs, args)
@@ -96,7 +95,7 @@ func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify", verifyUsage, stderr)
-	layout := fs.String("layout", "", "the layout holding the layer blobs: `oci:DIR` or DIR")
+	layout := fs.String("layout", "", "the image source holding the layer blobs: `oci:DIR`, oci-archive:FILE, dir:DIR, docker-archive:FILE or DIR")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
