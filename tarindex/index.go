@@ -21,7 +21,7 @@ import (
 const (
 	// chunkSize is the size of the buffers the decompressor fills; the
 	// first ones are smaller (minChunkSize, doubling).
-	chunkSize    = 256 << 10
+	chunkSize    = 512 << 10
 	minChunkSize = 16 << 10
 	// pipelineDepth is the number of chunk buffers in flight.
 	pipelineDepth = 4
