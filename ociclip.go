@@ -9,6 +9,16 @@
 // one streaming pass (layers concurrently), checks each layer's DiffID
 // against the config, merges the layers with OCI whiteout semantics and
 // writes the archive atomically and reproducibly.
+//
+// With Options.CacheDir, the result of each layer's pass is kept in a
+// layercache directory keyed by the layer digest and the options that shape
+// it, so an image that shares base layers with one indexed before costs only
+// its new layers (a cache hit does not read the layer blob at all).
+//
+// Progress is reported two ways: Options.ProgressChan carries per-layer
+// start and completion events in clip's OCIIndexProgress shape, and
+// Options.LayerProgress receives byte-level progress of every layer (for
+// progress bars). Options.Logger receives structured log records.
 package ociclip
 
 import (
@@ -16,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"time"
@@ -23,6 +34,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip/archive"
+	"github.com/ociclip/ociclip/layercache"
 	"github.com/ociclip/ociclip/ociread"
 	"github.com/ociclip/ociclip/tarindex"
 )
@@ -37,13 +49,46 @@ var ErrOptions = errors.New("invalid options")
 // Progress reports indexing progress. It has the same fields, in the same
 // order and of the same types, as clip's OCIIndexProgress, so an image
 // service converts with clip.OCIIndexProgress(p).
+//
+// Every layer gets a "starting" and then a "completed" event; the completed
+// event of a layer taken from the cache has Message MessageCached.
 type Progress struct {
 	LayerIndex   int    // layer being processed (1-based, manifest order)
 	TotalLayers  int    // number of layers
 	LayerDigest  string // compressed digest of the layer
-	Stage        string // "starting" or "completed"
+	Stage        string // StageStarting or StageCompleted
 	FilesIndexed int    // tar entries indexed so far, over all layers ("completed" only)
-	Message      string // human-readable
+	Message      string // human-readable; MessageCached for a layer taken from the cache
+}
+
+// Stages of Progress and LayerProgress events.
+const (
+	StageStarting  = "starting"  // the layer's pass begins (or its cache lookup)
+	StageIndexing  = "indexing"  // LayerProgress only: bytes of the blob were read
+	StageCompleted = "completed" // the layer is indexed (or was found in the cache)
+)
+
+// MessageCached is the Message of the "completed" Progress event of a layer
+// whose result came from the cache.
+const MessageCached = "cached"
+
+// LayerProgress is byte-level progress of one layer, for progress bars. For
+// each layer, Options.LayerProgress receives one StageStarting event, then
+// StageIndexing events about every MiB of the blob read, then one
+// StageCompleted event — or, for a cache hit, only StageStarting and a
+// StageCompleted event with Cached set.
+type LayerProgress struct {
+	LayerIndex  int    // 1-based, manifest order
+	TotalLayers int    // number of layers
+	LayerDigest string // compressed digest of the layer
+	Stage       string // StageStarting, StageIndexing or StageCompleted
+	Cached      bool   // the result came from the cache (StageCompleted only)
+	// CompressedRead is how many bytes of the blob were read (all of them
+	// at StageCompleted, also for a cache hit); CompressedTotal is the
+	// blob's size from its descriptor.
+	CompressedRead, CompressedTotal int64
+	UncompressedRead                int64 // uncompressed bytes walked so far
+	Entries                         int   // tar entries of this layer so far
 }
 
 // Options configures CreateFromOCILayout.
@@ -75,6 +120,24 @@ type Options struct {
 	// ProgressChan receives progress; sends block (as clip's do) but give
 	// up when ctx is done. It is never closed.
 	ProgressChan chan<- Progress
+	// LayerProgress, when set, receives byte-level progress of every layer
+	// (see LayerProgress). It is called from the goroutines indexing the
+	// layers, concurrently for different layers, and must return quickly.
+	LayerProgress func(LayerProgress)
+	// Logger receives structured log records (debug: cache lookups and
+	// per-layer details; info: layers indexed and the archive written;
+	// warn: every entry of Result.Warnings as it happens). Nil: discard.
+	Logger *slog.Logger
+	// CacheDir, when set, is a layercache directory (created if missing)
+	// that keeps each layer's pass keyed by the layer's digest and by the
+	// options and limits that shape it. A layer found there is not read or
+	// decompressed at all, so its blob's size and digest are not verified
+	// by this run: the key is the digest verified by the run that wrote
+	// the entry. The DiffID in the entry is still checked against the
+	// config (on a mismatch the blob is indexed instead). Unreadable or
+	// corrupt entries are reported in Result.Warnings, ignored and
+	// rewritten; the directory may be shared by concurrent processes.
+	CacheDir string
 	// Concurrency bounds how many layers are indexed at once (default GOMAXPROCS).
 	Concurrency int
 	// Limits bound what hostile input can make ociclip do.
@@ -99,6 +162,7 @@ type Result struct {
 	ManifestDigest    string
 	RefName           string
 	Layers            int
+	CachedLayers      int // layers whose pass came from Options.CacheDir
 	Nodes             int // nodes in the archive, root included
 	Files             int
 	Dirs              int
@@ -133,17 +197,31 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if opts.CheckpointMiB == 0 {
 		opts.CheckpointMiB = 2
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	res := &Result{OutputPath: opts.OutputPath}
+	warn := func(msg string, args ...any) {
+		res.Warnings = append(res.Warnings, msg)
+		log.Warn(msg, args...)
+	}
 
-	sref, warn, err := archive.ParseStorageRef(opts.StorageImageRef)
+	sref, w, err := archive.ParseStorageRef(opts.StorageImageRef)
 	if err != nil {
 		return nil, err
 	}
-	if warn != "" {
-		res.Warnings = append(res.Warnings, warn)
+	if w != "" {
+		warn(w)
 	}
 	if opts.StorageImageRef == "" {
-		res.Warnings = append(res.Warnings, "no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
+		warn("no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
+	}
+	var cache *layercache.Cache
+	if opts.CacheDir != "" {
+		if cache, err = layercache.Open(opts.CacheDir); err != nil {
+			return nil, err
+		}
 	}
 
 	layout, err := ociread.OpenSource(src, ociread.OpenOptions{Limits: ociread.Limits{
@@ -160,14 +238,25 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	res.ManifestDigest = img.ManifestDescriptor.Digest.String()
 	res.RefName = img.RefName
 	res.Layers = len(img.Layers)
+	log.Debug("resolved image", "source", src.String(), "manifest", res.ManifestDigest, "ref", img.RefName, "layers", len(img.Layers))
 
-	results, err := indexLayers(ctx, layout, img, opts)
+	results, err := indexLayers(ctx, layout, img, opts, cache, log)
 	if err != nil {
 		return nil, err
 	}
+	for i, r := range results {
+		if r.cached {
+			res.CachedLayers++
+		}
+		for _, w := range r.warnings {
+			warn(w, "layer", i+1, "digest", img.Layers[i].Digest.String())
+		}
+	}
 
 	entries := make([]archive.LayerEntries, len(results))
+	tres := make([]*tarindex.Result, len(results))
 	for i, r := range results {
+		tres[i] = r.Result
 		entries[i] = archive.LayerEntries{Digest: img.Layers[i].Digest.String(), Entries: r.Entries}
 		res.CompressedBytes += r.CompressedSize
 		res.UncompressedBytes += r.UncompressedSize
@@ -194,13 +283,13 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 		Config:         img.Config,
 		DockerVersion:  dockerVersion(img.RawConfig),
 		Layers:         img.Layers,
-	}, results)
+	}, tres)
 	if err != nil {
 		return nil, err
 	}
 	var ext *archive.Extension
 	if opts.SpanBytes >= 0 {
-		ext = archive.BuildExtension(img.Layers, results)
+		ext = archive.BuildExtension(img.Layers, tres)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -215,9 +304,10 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	res.HardLinks, res.Whiteouts, res.SynthesizedDirs = stats.HardLinks, stats.Whiteouts, stats.SynthesizedDirs
 	res.SkippedDevices, res.SkippedFIFOs = stats.SkippedDevices, stats.SkippedFIFOs
 	if n := stats.SkippedDevices + stats.SkippedFIFOs; n > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("skipped %d device node(s) and %d FIFO(s): clip v2 cannot describe them", stats.SkippedDevices, stats.SkippedFIFOs))
+		warn(fmt.Sprintf("skipped %d device node(s) and %d FIFO(s): clip v2 cannot describe them", stats.SkippedDevices, stats.SkippedFIFOs))
 	}
 	res.Duration = time.Since(start)
+	log.Info("wrote archive", "output", opts.OutputPath, "nodes", res.Nodes, "layers", res.Layers, "cached", res.CachedLayers, "seconds", res.Duration.Seconds())
 	return res, nil
 }
 
@@ -246,13 +336,21 @@ func source(opts Options) (ociread.Source, error) {
 	return src, nil
 }
 
+// layerResult is one layer's pass and how it was obtained.
+type layerResult struct {
+	*tarindex.Result
+	cached   bool
+	warnings []string // cache problems, reported in layer order
+}
+
 // indexLayers runs the per-layer pass over all layers, concurrently up to
-// opts.Concurrency, and checks each DiffID against the config.
-func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Image, opts Options) ([]*tarindex.Result, error) {
+// opts.Concurrency, taking results from the cache when one is given, and
+// checks each DiffID against the config.
+func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Image, opts Options, cache *layercache.Cache, log *slog.Logger) ([]*layerResult, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	n := len(img.Layers)
-	results := make([]*tarindex.Result, n)
+	results := make([]*layerResult, n)
 	errs := make([]error, n)
 	workers := opts.Concurrency
 	if workers <= 0 {
@@ -261,7 +359,6 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 	if workers > n {
 		workers = n
 	}
-	span := opts.SpanBytes
 	var (
 		mu      sync.Mutex
 		entries int
@@ -284,30 +381,44 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 			for i := range jobs {
 				desc := img.Layers[i]
 				d := desc.Digest.String()
-				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: "starting",
+				lp := func(p LayerProgress) {
+					if opts.LayerProgress != nil {
+						p.LayerIndex, p.TotalLayers, p.LayerDigest, p.CompressedTotal = i+1, n, d, desc.Size
+						opts.LayerProgress(p)
+					}
+				}
+				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageStarting,
 					Message: fmt.Sprintf("Processing layer %d/%d", i+1, n)})
-				r, err := indexLayer(ctx, layout, desc, img.DiffIDs[i].String(), tarindex.Options{
+				lp(LayerProgress{Stage: StageStarting})
+				lr, err := indexLayer(ctx, layout, desc, img.DiffIDs[i].String(), tarindex.Options{
 					MediaType:     desc.MediaType,
 					CheckpointMiB: opts.CheckpointMiB,
-					SpanBytes:     span,
+					SpanBytes:     opts.SpanBytes,
 					Limits: tarindex.Limits{
 						MaxEntries:           opts.Limits.MaxEntries,
 						MaxPathLen:           opts.Limits.MaxPathLen,
 						MaxUncompressedBytes: opts.Limits.MaxUncompressedBytes,
 					},
-				})
+					Progress: func(p tarindex.Progress) {
+						lp(LayerProgress{Stage: StageIndexing, CompressedRead: p.CompressedBytes, UncompressedRead: p.UncompressedBytes, Entries: p.Entries})
+					},
+				}, cache, log.With("layer", i+1, "digest", d))
 				if err != nil {
 					errs[i] = fmt.Errorf("layer %d/%d %s: %w", i+1, n, d, err)
 					cancel()
 					continue
 				}
-				results[i] = r
+				results[i] = lr
 				mu.Lock()
-				entries += len(r.Entries)
+				entries += len(lr.Entries)
 				total := entries
 				mu.Unlock()
-				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: "completed", FilesIndexed: total,
-					Message: fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, total)})
+				msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, total)
+				if lr.cached {
+					msg = MessageCached
+				}
+				lp(LayerProgress{Stage: StageCompleted, Cached: lr.cached, CompressedRead: lr.CompressedSize, UncompressedRead: lr.UncompressedSize, Entries: len(lr.Entries)})
+				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: total, Message: msg})
 			}
 		}()
 	}
@@ -339,9 +450,37 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 	return results, nil
 }
 
-// indexLayer indexes one layer blob, verified against its descriptor, and
-// checks its DiffID.
-func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options) (*tarindex.Result, error) {
+// indexLayer returns the pass over one layer: from the cache when it holds
+// a valid entry that agrees with the descriptor and the config, otherwise by
+// indexing the blob (verified against its descriptor), checking its DiffID
+// and storing the result in the cache.
+func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache *layercache.Cache, log *slog.Logger) (*layerResult, error) {
+	lr := &layerResult{}
+	var key layercache.Key
+	if cache != nil {
+		var err error
+		if key, err = layercache.NewKey(desc.Digest, desc.MediaType, o); err != nil {
+			log.Debug("layer not cacheable", "err", err)
+			cache = nil
+		}
+	}
+	if cache != nil {
+		r, err := cache.Get(key)
+		switch {
+		case err == nil && r.DiffID.String() == diffID && r.CompressedSize == desc.Size:
+			log.Debug("layer cache hit", "entry", cache.Path(key), "entries", len(r.Entries))
+			lr.Result, lr.cached = r, true
+			return lr, ctx.Err()
+		case err == nil:
+			lr.warnings = append(lr.warnings, fmt.Sprintf("layer cache entry %s (DiffID %s, %d bytes) disagrees with the image (DiffID %s, %d bytes); indexing the blob instead",
+				cache.Path(key), r.DiffID, r.CompressedSize, diffID, desc.Size))
+		case errors.Is(err, layercache.ErrNotFound):
+			log.Debug("layer cache miss", "entry", cache.Path(key))
+		default:
+			lr.warnings = append(lr.warnings, fmt.Sprintf("ignoring layer cache entry: %v", err))
+		}
+	}
+	start := time.Now()
 	rc, err := layout.OpenBlob(desc)
 	if err != nil {
 		return nil, err
@@ -354,7 +493,18 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 	if r.DiffID.String() != diffID {
 		return nil, fmt.Errorf("%w: uncompressed sha256 is %s, config rootfs.diff_ids says %s", ErrDiffIDMismatch, r.DiffID, diffID)
 	}
-	return r, nil
+	dur := time.Since(start)
+	log.Info("indexed layer", "compressed", r.CompressedSize, "uncompressed", r.UncompressedSize, "entries", len(r.Entries),
+		"seconds", dur.Seconds(), "MBps", float64(r.UncompressedSize)/1e6/max(dur.Seconds(), 1e-9))
+	lr.Result = r
+	if cache != nil {
+		if err := cache.Put(key, r); err != nil {
+			lr.warnings = append(lr.warnings, fmt.Sprintf("could not write layer cache entry: %v", err))
+		} else {
+			log.Debug("layer cached", "entry", cache.Path(key))
+		}
+	}
+	return lr, nil
 }
 
 // dockerVersion returns the config's "docker_version", which v1.Image lacks.
