@@ -21,9 +21,10 @@ import (
 // benchLayerSize is the uncompressed size of the benchmark layer.
 const benchLayerSize = 64 << 20
 
-// benchLayer is a realistic layer: a tar of files from /usr/lib and
-// /usr/share of this machine, about 64 MiB, and its compressed forms. It is
-// built once per test binary run.
+// benchLayer is a realistic layer: a tar of files from /usr/share and
+// /usr/lib of this machine, about 64 MiB, and its compressed forms (gzip by
+// Go's compress/gzip at the default level, as docker and containerd write,
+// and zstd). It is built once per test binary run.
 type benchLayer struct {
 	tar, gzip, zstd []byte
 	gzipPath        string // the gzip blob on disk, for gzip -dc
@@ -47,10 +48,17 @@ func getBenchLayer(b *testing.B) *benchLayer {
 func makeBenchLayer() (*benchLayer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, root := range []string{"/usr/lib", "/usr/share"} {
+	// Half from /usr/share (many small text files), half from /usr/lib
+	// (libraries, modules), files up to 4 MiB: a mix like a distribution
+	// base layer.
+	for i, root := range []string{"/usr/share", "/usr/lib"} {
+		quota := (i + 1) * benchLayerSize / 2
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || buf.Len() >= benchLayerSize {
-				return filepath.SkipDir
+			if err != nil {
+				return nil
+			}
+			if buf.Len() >= quota {
+				return filepath.SkipAll
 			}
 			info, err := d.Info()
 			if err != nil {
@@ -59,7 +67,7 @@ func makeBenchLayer() (*benchLayer, error) {
 			var link string
 			switch {
 			case info.Mode().IsRegular():
-				if info.Size() > 8<<20 || int64(buf.Len())+info.Size() > benchLayerSize+(1<<20) {
+				if info.Size() > 4<<20 {
 					return nil
 				}
 			case info.Mode()&fs.ModeSymlink != 0:

@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -146,6 +148,24 @@ func TestErrors(t *testing.T) {
 	// A valid gzip header with FHCRC is accepted.
 	if _, err := index(t, withFHCRC(gz, false), Options{}); err != nil {
 		t.Errorf("FHCRC header: %v", err)
+	}
+}
+
+// TestReaderError: an error of the blob reader is returned as is (wrapped).
+func TestReaderError(t *testing.T) {
+	u := writeTar(t, genFiles(11, 1<<20), tar.FormatPAX, nil)
+	boom := errors.New("boom: blob digest mismatch")
+	for _, c := range codecs {
+		blob := c.compress(t, u)
+		for _, cut := range []int{0, 1, 100, 300, len(blob) / 2, len(blob) - 1, len(blob)} {
+			for _, mode := range []int{modeSync, modeAsync} {
+				r := io.MultiReader(bytes.NewReader(blob[:cut]), iotest.ErrReader(boom))
+				_, err := Index(context.Background(), r, Options{MediaType: c.mediaType, mode: mode})
+				if !errors.Is(err, boom) {
+					t.Errorf("%s cut at %d: %v, want the reader's error", c.name, cut, err)
+				}
+			}
+		}
 	}
 }
 

@@ -105,7 +105,8 @@ func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
-// flateErr converts a flate error into ErrCorrupt.
+// flateErr converts a flate error into ErrCorrupt; errors of the blob
+// reader itself are passed on.
 func flateErr(err error, at int64) error {
 	var ce flate.CorruptInputError
 	switch {
@@ -114,7 +115,11 @@ func flateErr(err error, at int64) error {
 	case errors.As(err, &ce):
 		return corruptf("gzip: invalid deflate data near blob offset %d", at)
 	}
-	return corruptf("gzip: %v", err)
+	var ie flate.InternalError
+	if errors.As(err, &ie) {
+		return corruptf("gzip: %v near blob offset %d", err, at)
+	}
+	return err
 }
 
 // Read implements io.Reader over the concatenated output of all members.

@@ -44,6 +44,7 @@ type zstdFrameReader struct {
 	done     bool
 	fcs      int64 // frame content size, -1 if absent
 	n        int64 // bytes passed on
+	rerr     error // an error of the blob reader (not EOF)
 }
 
 // start parses a data frame header at the current position of br (whose
@@ -52,7 +53,7 @@ func (f *zstdFrameReader) start(br *bufio.Reader) error {
 	*f = zstdFrameReader{br: br, fcs: -1}
 	h, err := br.Peek(5)
 	if err != nil {
-		return corruptf("zstd: frame header truncated")
+		return truncErr(err, "zstd: frame header truncated")
 	}
 	fhd := h[4]
 	if fhd&0x08 != 0 {
@@ -73,7 +74,7 @@ func (f *zstdFrameReader) start(br *bufio.Reader) error {
 	size += fcsSize
 	h, err = br.Peek(size)
 	if err != nil {
-		return corruptf("zstd: frame header truncated")
+		return truncErr(err, "zstd: frame header truncated")
 	}
 	if fcsSize > 0 {
 		b := h[size-fcsSize:]
@@ -111,6 +112,10 @@ func (f *zstdFrameReader) Read(p []byte) (int, error) {
 			f.inBlocks = true
 			h, err := f.br.Peek(3)
 			if err != nil {
+				if err != io.EOF {
+					f.rerr = err
+					return 0, err
+				}
 				return 0, corruptf("zstd: block header truncated")
 			}
 			v := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16
@@ -136,11 +141,13 @@ func (f *zstdFrameReader) Read(p []byte) (int, error) {
 	n, err := f.br.Read(p)
 	f.remain -= n
 	f.n += int64(n)
-	if err == io.EOF {
-		if f.remain > 0 {
-			return n, corruptf("zstd: frame truncated")
-		}
+	switch {
+	case err == io.EOF && f.remain > 0:
+		return n, corruptf("zstd: frame truncated")
+	case err == io.EOF:
 		err = nil
+	case err != nil:
+		f.rerr = err
 	}
 	return n, err
 }
@@ -190,13 +197,27 @@ func (z *zstdReader) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			z.err = zstdErr(err, z.consumed())
-			return n, z.err
+			if z.fr.rerr != nil {
+				err = z.fr.rerr // the blob reader's own error
+			} else {
+				err = zstdErr(err, z.consumed())
+			}
+			z.err = err
+			return n, err
 		}
 		if n > 0 {
 			return n, nil
 		}
 	}
+}
+
+// truncErr returns ErrCorrupt with msg when err is the end of the blob, and
+// the blob reader's error otherwise.
+func truncErr(err error, msg string) error {
+	if err == nil || err == io.EOF || err == io.ErrUnexpectedEOF {
+		return corruptf("%s", msg)
+	}
+	return err
 }
 
 func zstdErr(err error, at int64) error {
@@ -226,12 +247,12 @@ func (z *zstdReader) startFrame() error {
 		if isSkippableMagic(m) {
 			h, err := z.br.Peek(8)
 			if err != nil {
-				return corruptf("zstd: skippable frame header truncated")
+				return truncErr(err, "zstd: skippable frame header truncated")
 			}
 			size := int64(binary.LittleEndian.Uint32(h[4:]))
 			z.br.Discard(8)
-			if n, _ := z.br.Discard(int(size)); int64(n) != size {
-				return corruptf("zstd: skippable frame truncated")
+			if n, err := z.br.Discard(int(size)); int64(n) != size {
+				return truncErr(err, "zstd: skippable frame truncated")
 			}
 			continue
 		}
@@ -248,6 +269,9 @@ func (z *zstdReader) startFrame() error {
 		return err
 	}
 	if err := z.dec.Reset(&z.fr); err != nil {
+		if z.fr.rerr != nil {
+			return z.fr.rerr
+		}
 		return zstdErr(err, z.cur.COff)
 	}
 	z.in = true
