@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -75,14 +76,14 @@ const MessageCached = "cached"
 // LayerProgress is byte-level progress of one layer, for progress bars. For
 // each layer, Options.LayerProgress receives one StageStarting event, then
 // StageIndexing events about every MiB of the blob read, then one
-// StageCompleted event — or, for a cache hit, only StageStarting and a
-// StageCompleted event with Cached set.
+// StageCompleted event. For a layer found in the cache there are no
+// StageIndexing events, and both other events have Cached set.
 type LayerProgress struct {
 	LayerIndex  int    // 1-based, manifest order
 	TotalLayers int    // number of layers
 	LayerDigest string // compressed digest of the layer
 	Stage       string // StageStarting, StageIndexing or StageCompleted
-	Cached      bool   // the result came from the cache (StageCompleted only)
+	Cached      bool   // the result comes from the cache
 	// CompressedRead is how many bytes of the blob were read (all of them
 	// at StageCompleted, also for a cache hit); CompressedTotal is the
 	// blob's size from its descriptor.
@@ -126,7 +127,8 @@ type Options struct {
 	LayerProgress func(LayerProgress)
 	// Logger receives structured log records (debug: cache lookups and
 	// per-layer details; info: layers indexed and the archive written;
-	// warn: every entry of Result.Warnings as it happens). Nil: discard.
+	// warn: every entry of Result.Warnings: cache problems as they are
+	// found, the others once the archive is written). Nil: discard.
 	Logger *slog.Logger
 	// CacheDir, when set, is a layercache directory (created if missing)
 	// that keeps each layer's pass keyed by the layer's digest and by the
@@ -202,9 +204,12 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	res := &Result{OutputPath: opts.OutputPath}
-	warn := func(msg string, args ...any) {
+	// Warnings about the archive are logged once it is written (a failed
+	// run reports only its error); cache problems as they are found.
+	var pending []string
+	warn := func(msg string) {
 		res.Warnings = append(res.Warnings, msg)
-		log.Warn(msg, args...)
+		pending = append(pending, msg)
 	}
 
 	sref, w, err := archive.ParseStorageRef(opts.StorageImageRef)
@@ -249,7 +254,8 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 			res.CachedLayers++
 		}
 		for _, w := range r.warnings {
-			warn(w, "layer", i+1, "digest", img.Layers[i].Digest.String())
+			res.Warnings = append(res.Warnings, w)
+			log.Warn(w, "layer", i+1, "digest", img.Layers[i].Digest.String())
 		}
 	}
 
@@ -307,7 +313,10 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 		warn(fmt.Sprintf("skipped %d device node(s) and %d FIFO(s): clip v2 cannot describe them", stats.SkippedDevices, stats.SkippedFIFOs))
 	}
 	res.Duration = time.Since(start)
-	log.Info("wrote archive", "output", opts.OutputPath, "nodes", res.Nodes, "layers", res.Layers, "cached", res.CachedLayers, "seconds", res.Duration.Seconds())
+	for _, w := range pending {
+		log.Warn(w)
+	}
+	log.Info("wrote archive", "output", opts.OutputPath, "nodes", res.Nodes, "layers", res.Layers, "cached", res.CachedLayers, "duration", res.Duration.Round(time.Millisecond))
 	return res, nil
 }
 
@@ -389,7 +398,6 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 				}
 				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageStarting,
 					Message: fmt.Sprintf("Processing layer %d/%d", i+1, n)})
-				lp(LayerProgress{Stage: StageStarting})
 				lr, err := indexLayer(ctx, layout, desc, img.DiffIDs[i].String(), tarindex.Options{
 					MediaType:     desc.MediaType,
 					CheckpointMiB: opts.CheckpointMiB,
@@ -402,7 +410,7 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 					Progress: func(p tarindex.Progress) {
 						lp(LayerProgress{Stage: StageIndexing, CompressedRead: p.CompressedBytes, UncompressedRead: p.UncompressedBytes, Entries: p.Entries})
 					},
-				}, cache, log.With("layer", i+1, "digest", d))
+				}, cache, log.With("layer", i+1, "digest", d), lp)
 				if err != nil {
 					errs[i] = fmt.Errorf("layer %d/%d %s: %w", i+1, n, d, err)
 					cancel()
@@ -454,7 +462,7 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 // a valid entry that agrees with the descriptor and the config, otherwise by
 // indexing the blob (verified against its descriptor), checking its DiffID
 // and storing the result in the cache.
-func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache *layercache.Cache, log *slog.Logger) (*layerResult, error) {
+func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache *layercache.Cache, log *slog.Logger, lp func(LayerProgress)) (*layerResult, error) {
 	lr := &layerResult{}
 	var key layercache.Key
 	if cache != nil {
@@ -470,6 +478,7 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 		case err == nil && r.DiffID.String() == diffID && r.CompressedSize == desc.Size:
 			log.Debug("layer cache hit", "entry", cache.Path(key), "entries", len(r.Entries))
 			lr.Result, lr.cached = r, true
+			lp(LayerProgress{Stage: StageStarting, Cached: true})
 			return lr, ctx.Err()
 		case err == nil:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("layer cache entry %s (DiffID %s, %d bytes) disagrees with the image (DiffID %s, %d bytes); indexing the blob instead",
@@ -480,6 +489,7 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 			lr.warnings = append(lr.warnings, fmt.Sprintf("ignoring layer cache entry: %v", err))
 		}
 	}
+	lp(LayerProgress{Stage: StageStarting})
 	start := time.Now()
 	rc, err := layout.OpenBlob(desc)
 	if err != nil {
@@ -495,7 +505,7 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 	}
 	dur := time.Since(start)
 	log.Info("indexed layer", "compressed", r.CompressedSize, "uncompressed", r.UncompressedSize, "entries", len(r.Entries),
-		"seconds", dur.Seconds(), "MBps", float64(r.UncompressedSize)/1e6/max(dur.Seconds(), 1e-9))
+		"duration", dur.Round(time.Millisecond), "MBps", math.Round(float64(r.UncompressedSize)/1e5/max(dur.Seconds(), 1e-9))/10)
 	lr.Result = r
 	if cache != nil {
 		if err := cache.Put(key, r); err != nil {

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
-	"sync"
-	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -32,6 +32,17 @@ SOURCE uses skopeo's transport syntax:
 
 The output is written atomically: on any failure OUT.clip is left as it was.
 Without --storage-ref the archive records no registry, and clip cannot mount it.
+
+With --cache-dir, each layer's index is kept in DIR keyed by the layer digest
+and the options that shape it; a later run (of this or another image sharing
+layers) takes those layers from the cache without reading their blobs. The
+directory may be shared by concurrent runs; bad entries are reported, ignored
+and rewritten.
+
+Progress goes to stderr: progress bars with bytes, throughput and ETA when
+stderr is a terminal, otherwise one line per layer start and finish (see
+--progress); -q shows neither, nor warnings. The summary goes to stdout
+(--json for machines).
 
 Example:
   skopeo copy docker://docker.io/library/ubuntu:24.04 oci:/tmp/ubuntu:24.04
@@ -62,6 +73,7 @@ type indexSummary struct {
 	Repository        string   `json:"repository,omitempty"`
 	Reference         string   `json:"reference,omitempty"`
 	Layers            int      `json:"layers"`
+	CachedLayers      int      `json:"cachedLayers"`
 	Nodes             int      `json:"nodes"`
 	Files             int      `json:"files"`
 	Dirs              int      `json:"dirs"`
@@ -88,10 +100,30 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	spanMiB := fs.Int("span-mib", 4, "spacing of ociclip's resumable checkpoints in MiB (-1: none)")
 	jobs := fs.Int("jobs", 0, "layers indexed at once (default: number of CPUs)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
-	quiet := fs.Bool("q", false, "no progress or warnings on stderr")
+	quiet := fs.Bool("q", false, "no progress or warnings on stderr (errors still)")
+	cacheDir := fs.String("cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
+	progressMode := fs.String("progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
+	logLevel := fs.String("log-level", "warn", "log records shown on stderr: debug, info, warn or error")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	level, err := parseLevel(*logLevel)
+	if err != nil {
+		return err
+	}
+	switch *progressMode {
+	case progressAuto, progressBars, progressLines, progressNone:
+	default:
+		return fmt.Errorf("%w: --progress must be auto, bars, lines or none, got %q", errUsage, *progressMode)
+	}
+	if *quiet {
+		*progressMode = progressNone
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "log-level" })
+		if !explicit {
+			level = slog.LevelError
+		}
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -119,18 +151,9 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plat = &p
 	}
 
-	progress := make(chan ociclip.Progress, 16)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for p := range progress {
-			if *quiet {
-				continue
-			}
-			fmt.Fprintf(stderr, "%s layer %d/%d %s%s\n", time.Now().Format("15:04:05"), p.LayerIndex, p.TotalLayers, shortDigest(p.LayerDigest), stageText(p))
-		}
-	}()
+	logs := &sink{w: stderr}
+	log := slog.New(newLogHandler(logs, level))
+	rep := newReporter(ctx, *progressMode, stderr, logs)
 	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
 		Source:          src.String(),
 		StorageImageRef: *storageRef,
@@ -138,18 +161,14 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		CheckpointMiB:   *checkpointMiB,
 		SpanBytes:       spanBytes(*spanMiB),
 		Platform:        plat,
-		ProgressChan:    progress,
 		Concurrency:     *jobs,
+		CacheDir:        *cacheDir,
+		Logger:          log,
+		LayerProgress:   rep.layer,
 	})
-	close(progress)
-	wg.Wait()
+	rep.finish(err)
 	if err != nil {
 		return err
-	}
-	if !*quiet {
-		for _, w := range res.Warnings {
-			fmt.Fprintf(stderr, "warning: %s\n", w)
-		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -157,29 +176,26 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(indexSummary{
 			Output: res.OutputPath, ManifestDigest: res.ManifestDigest, RefName: res.RefName,
 			RegistryURL: res.StorageRef.RegistryURL, Repository: res.StorageRef.Repository, Reference: res.StorageRef.Reference,
-			Layers: res.Layers, Nodes: res.Nodes, Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks,
+			Layers: res.Layers, CachedLayers: res.CachedLayers, Nodes: res.Nodes, Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks,
 			HardLinks: res.HardLinks, Whiteouts: res.Whiteouts, SynthesizedDirs: res.SynthesizedDirs,
 			SkippedDevices: res.SkippedDevices, SkippedFIFOs: res.SkippedFIFOs,
 			CompressedBytes: res.CompressedBytes, UncompressedBytes: res.UncompressedBytes,
 			Seconds: res.Duration.Seconds(), Warnings: res.Warnings,
 		})
 	}
-	mbps := 0.0
-	if s := res.Duration.Seconds(); s > 0 {
-		mbps = float64(res.UncompressedBytes) / 1e6 / s
+	layers := fmt.Sprintf("%d layers", res.Layers)
+	if *cacheDir != "" {
+		layers += fmt.Sprintf(" (%d cached)", res.CachedLayers)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d layers, %d nodes (%d files, %d dirs, %d symlinks, %d hard links), %s uncompressed in %.2fs (%.0f MB/s)\n",
-		res.OutputPath, res.Layers, res.Nodes, res.Files, res.Dirs, res.Symlinks, res.HardLinks,
-		humanBytes(res.UncompressedBytes), res.Duration.Seconds(), mbps)
+	rate := ""
+	if s := res.Duration.Seconds(); s > 0 && res.CachedLayers == 0 {
+		rate = fmt.Sprintf(" (%.0f MB/s)", float64(res.UncompressedBytes)/1e6/s)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s, %d nodes (%d files, %d dirs, %d symlinks, %d hard links), %s uncompressed in %.2fs%s\n",
+		res.OutputPath, layers, res.Nodes, res.Files, res.Dirs, res.Symlinks, res.HardLinks,
+		humanBytes(res.UncompressedBytes), res.Duration.Seconds(), rate)
 	fmt.Fprintf(stdout, "manifest %s\n", res.ManifestDigest)
 	return nil
-}
-
-func stageText(p ociclip.Progress) string {
-	if p.Stage == "completed" {
-		return fmt.Sprintf(" done (%d entries so far)", p.FilesIndexed)
-	}
-	return " " + p.Stage
 }
 
 func shortDigest(d string) string {

@@ -2,10 +2,13 @@
 // metadata and inspects the result.
 //
 //	ociclip index oci:DIR[:REF] -o OUT.clip [--storage-ref REF] [--platform os/arch[/variant]]
+//	                            [--cache-dir DIR] [--progress MODE] [--log-level LEVEL] [--json] [-q]
 //	ociclip inspect OUT.clip [--json]
 //	ociclip ls OUT.clip [PATH] [-l] [-R]
 //	ociclip cat OUT.clip PATH --layout oci:DIR
 //	ociclip verify OUT.clip --layout oci:DIR
+//	ociclip diff A.clip B.clip [--json]
+//	ociclip version [--json]
 //
 // Run `ociclip help` or `ociclip COMMAND --help` for details.
 package main
@@ -23,6 +26,22 @@ import (
 
 // errUsage marks errors that are the caller's words being off (exit 2).
 var errUsage = errors.New("usage")
+
+// exitError ends a command with a given exit code; its message (if any) is
+// printed as an error.
+type exitError struct {
+	code int
+	err  error // nil: exit silently
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,6 +64,8 @@ func commands() []command {
 		{"ls", "list the nodes of a .clip archive", runLs},
 		{"cat", "print a file of the image, read through the index from the layout", runCat},
 		{"verify", "check every file read through the index against a sequential replay", runVerify},
+		{"diff", "compare the nodes of two .clip archives (exit 1 when they differ)", runDiff},
+		{"version", "print ociclip's version, the clip version it targets and its formats", runVersion},
 	}
 }
 
@@ -82,11 +103,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
+		var ee *exitError
 		switch {
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, &ee):
+			switch {
+			case ee.err == nil:
+			case errors.Is(ee.err, errUsage):
+				fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, ee.err)
+			default:
+				fmt.Fprintf(stderr, "ociclip %s: error: %v\n", c.name, oneLine(ee.err))
+			}
+			return ee.code
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, err)
 			return 2
