@@ -64,7 +64,7 @@ type Progress struct {
 
 // Stages of Progress and LayerProgress events.
 const (
-	StageStarting  = "starting"  // the layer's pass begins (or its cache lookup)
+	StageStarting  = "starting"  // the layer's turn begins (Progress: before the cache lookup; LayerProgress: after it)
 	StageIndexing  = "indexing"  // LayerProgress only: bytes of the blob were read
 	StageCompleted = "completed" // the layer is indexed (or was found in the cache)
 )
@@ -139,6 +139,8 @@ type Options struct {
 	// config (on a mismatch the blob is indexed instead). Unreadable or
 	// corrupt entries are reported in Result.Warnings, ignored and
 	// rewritten; the directory may be shared by concurrent processes.
+	// Whoever can write the directory can make ociclip record wrong
+	// offsets: keep it as private as the output.
 	CacheDir string
 	// Concurrency bounds how many layers are indexed at once (default GOMAXPROCS).
 	Concurrency int

@@ -21,33 +21,57 @@ import (
 
 const gzipMT = "application/vnd.oci.image.layer.v1.tar+gzip"
 
-// layer indexes a small generated gzip layer and returns its digest and result.
+var (
+	layerOnce   sync.Once
+	layerDigest digest.Digest
+	layerResult *tarindex.Result
+	layerErr    error
+)
+
+// layer indexes a small generated gzip layer (once) and returns its digest
+// and a fresh decoded copy of the result.
 func layer(t testing.TB) (digest.Digest, *tarindex.Result) {
 	t.Helper()
+	layerOnce.Do(func() { layerDigest, layerResult, layerErr = makeLayer() })
+	if layerErr != nil {
+		t.Fatal(layerErr)
+	}
+	b, err := encode("k", layerResult)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decode(b, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layerDigest, r
+}
+
+func makeLayer() (digest.Digest, *tarindex.Result, error) {
 	mt := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	var entries []testimage.Entry
 	entries = append(entries, testimage.Entry{Name: "etc/", Type: '5', Mode: 0o755, ModTime: mt})
 	for i := range 50 {
 		entries = append(entries, testimage.Entry{Name: fmt.Sprintf("etc/f%02d", i), Mode: 0o644, ModTime: mt,
-			Body: bytes.Repeat([]byte(fmt.Sprintf("line %d\n", i)), 1000*i)})
+			Body: bytes.Repeat([]byte(fmt.Sprintf("line %d\n", i)), 100*i)})
 	}
 	entries = append(entries, testimage.Entry{Name: "etc/link", Type: '2', Linkname: "f01", ModTime: mt})
 	tb, err := testimage.TarBytes(entries)
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	blob, err := testimage.Compress(tb, testimage.Gzip)
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	r, err := tarindex.Index(context.Background(), bytes.NewReader(blob), tarindex.Options{MediaType: gzipMT, SpanBytes: 64 << 10})
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	if len(r.ResumePoints) == 0 || len(r.Entries) != 52 {
-		t.Fatalf("test layer has %d resume points, %d entries", len(r.ResumePoints), len(r.Entries))
+		return "", nil, fmt.Errorf("test layer has %d resume points, %d entries", len(r.ResumePoints), len(r.Entries))
 	}
-	return digest.FromBytes(blob), r
+	return digest.FromBytes(blob), r, nil
 }
 
 func key(t testing.TB, d digest.Digest, o tarindex.Options) Key {
@@ -289,7 +313,7 @@ func TestConcurrentPutGet(t *testing.T) {
 				errs <- err
 				return
 			}
-			for i := range 15 {
+			for i := range 10 {
 				if w%2 == 0 {
 					if err := c.Put(k, r); err != nil {
 						errs <- err
