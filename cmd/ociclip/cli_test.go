@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,31 @@ func TestIndexProgressBars(t *testing.T) {
 	code, _, stderr = runCLI(t, "index", "--progress", "bars", "oci:"+busybox+":nope", "-o", out)
 	if code != 1 || !strings.HasPrefix(lastLine(stderr), "ociclip index: error: ") {
 		t.Errorf("failing run with bars: %d %q", code, stderr)
+	}
+}
+
+// A cancelled run (Ctrl-C) with bars ends promptly with the cancellation.
+func TestIndexCancelledWithBars(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := filepath.Join(t.TempDir(), "x.clip")
+	done := make(chan struct{})
+	var code int
+	var stderr bytes.Buffer
+	go func() {
+		defer close(done)
+		code = run(ctx, []string{"index", "--progress", "bars", "oci:" + busybox + ":1.35", "-o", out}, io.Discard, &stderr)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("cancelled index with bars did not return")
+	}
+	if code != 1 || !strings.Contains(stderr.String(), "context canceled") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("output written")
 	}
 }
 

@@ -153,7 +153,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	logs := &sink{w: stderr}
 	log := slog.New(newLogHandler(logs, level))
-	rep := newReporter(ctx, *progressMode, stderr, logs)
+	rep := newReporter(*progressMode, stderr, logs)
 	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
 		Source:          src.String(),
 		StorageImageRef: *storageRef,

@@ -61,7 +61,7 @@ func (s *sink) set(w io.Writer) {
 	s.mu.Unlock()
 }
 
-func newReporter(ctx context.Context, mode string, stderr io.Writer, logs *sink) reporter {
+func newReporter(mode string, stderr io.Writer, logs *sink) reporter {
 	if mode == progressAuto {
 		mode = progressLines
 		if isTerminal(stderr) {
@@ -70,7 +70,7 @@ func newReporter(ctx context.Context, mode string, stderr io.Writer, logs *sink)
 	}
 	switch mode {
 	case progressBars:
-		return newBarReporter(ctx, stderr, logs)
+		return newBarReporter(stderr, logs)
 	case progressLines:
 		return &lineReporter{w: logs, start: map[int]time.Time{}}
 	}
@@ -136,9 +136,11 @@ type layerBar struct {
 	done string // shown in place of the counters once complete
 }
 
-func newBarReporter(ctx context.Context, w io.Writer, logs *sink) *barReporter {
+func newBarReporter(w io.Writer, logs *sink) *barReporter {
 	r := &barReporter{refresh: make(chan any), stop: make(chan struct{}), logs: logs, w: w, bars: map[int]*layerBar{}}
-	r.p = mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithManualRefresh(r.refresh),
+	// The container outlives ctx: a cancelled run still ends in finish,
+	// which aborts the bars and renders them once more.
+	r.p = mpb.New(mpb.WithOutput(w), mpb.WithManualRefresh(r.refresh),
 		// Line width when w is not a terminal (--progress bars into a pipe).
 		mpb.WithWidth(160))
 	go func() {
@@ -188,7 +190,7 @@ func (r *barReporter) get(p ociclip.LayerProgress) *layerBar {
 			decor.OnComplete(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30), ""),
 			decor.OnComplete(decor.Name(" | ETA "), ""),
 			decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30), ""),
-			decor.OnAbort(decor.Any(status), "aborted"),
+			decor.OnAbort(decor.Any(status), " | aborted"),
 		),
 	)
 	r.bars[p.LayerIndex] = lb
