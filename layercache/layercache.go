@@ -202,7 +202,8 @@ func (c *Cache) Get(k Key) (*tarindex.Result, error) {
 }
 
 // Put stores r as the result for k, replacing any entry (valid or not)
-// atomically.
+// atomically. The file is not synced: after a crash an entry may be empty
+// or torn, which Get detects (ErrCorrupt) like any other damage.
 func (c *Cache) Put(k Key, r *tarindex.Result) (err error) {
 	if r == nil {
 		return fmt.Errorf("layercache: nil result")
@@ -224,9 +225,6 @@ func (c *Cache) Put(k Key, r *tarindex.Result) (err error) {
 	}()
 	if _, err = f.Write(b); err != nil {
 		return fmt.Errorf("layercache: writing %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("layercache: syncing %s: %w", tmp, err)
 	}
 	if err = f.Chmod(0o644); err != nil {
 		return fmt.Errorf("layercache: %w", err)
