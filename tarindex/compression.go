@@ -33,9 +33,9 @@ func CompressionForMediaType(mt string) (Compression, error) {
 	return 0, fmt.Errorf("%w: %q", ErrUnknownMediaType, mt)
 }
 
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+const (
+	gzipMagic = "\x1f\x8b"
+	zstdMagic = "\x28\xb5\x2f\xfd"
 )
 
 // sniffLen is how many leading bytes Sniff wants to see to recognise a tar
@@ -50,13 +50,13 @@ func Sniff(magic []byte) (c Compression, ok bool) {
 	switch {
 	case len(magic) == 0:
 		return CompressionNone, false
-	case bytes.HasPrefix(magic, gzipMagic):
+	case bytes.HasPrefix(magic, []byte(gzipMagic)):
 		return CompressionGzip, true
-	case bytes.HasPrefix(magic, zstdMagic), isSkippableMagic(magic):
+	case bytes.HasPrefix(magic, []byte(zstdMagic)), isSkippableMagic(magic):
 		return CompressionZstd, true
 	case len(magic) >= 262 && string(magic[257:262]) == "ustar":
 		return CompressionNone, true
-	case len(magic) < 4 && (bytes.HasPrefix(gzipMagic, magic) || bytes.HasPrefix(zstdMagic, magic) || skippablePrefix(magic)):
+	case len(magic) < 4 && (strings.HasPrefix(gzipMagic, string(magic)) || strings.HasPrefix(zstdMagic, string(magic)) || skippablePrefix(magic)):
 		return CompressionNone, false
 	}
 	return CompressionNone, true

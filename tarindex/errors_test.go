@@ -153,7 +153,7 @@ func TestErrors(t *testing.T) {
 
 // TestReaderError: an error of the blob reader is returned as is (wrapped).
 func TestReaderError(t *testing.T) {
-	u := writeTar(t, genFiles(11, 1<<20), tar.FormatPAX, nil)
+	u := writeTar(t, genFiles(11, 256<<10), tar.FormatPAX, nil)
 	boom := errors.New("boom: blob digest mismatch")
 	for _, c := range codecs {
 		blob := c.compress(t, u)
@@ -440,4 +440,33 @@ func crc16(b []byte) uint16 {
 		}
 	}
 	return uint16(^c)
+}
+
+// FuzzIndex: any blob, with any of the media types, indexes or fails with a
+// sentinel error, never panics; when it succeeds, the offsets lie inside the
+// stream. Run with: go test ./tarindex -fuzz FuzzIndex
+func FuzzIndex(f *testing.F) {
+	small := writeTar(f, fileSet(false, false)[:9], tar.FormatPAX, nil)
+	for _, c := range codecs {
+		f.Add(c.compress(f, small), uint8(0))
+	}
+	f.Add(gnuSparse(&testing.T{}), uint8(1))
+	f.Add(paxSparse("1", "0"), uint8(1))
+	mts := []string{"", MediaTypeOCILayer, MediaTypeOCILayerGzip, MediaTypeOCILayerZstd}
+	f.Fuzz(func(t *testing.T, blob []byte, mt uint8) {
+		res, err := index(t, blob, Options{MediaType: mts[int(mt)%len(mts)], SpanBytes: 1 << 10, Limits: Limits{MaxUncompressedBytes: 64 << 20}})
+		if err != nil {
+			for _, s := range []error{ErrCorrupt, ErrSparse, ErrUnsafePath, ErrLimit, ErrCompressionMismatch} {
+				if errors.Is(err, s) {
+					return
+				}
+			}
+			t.Fatalf("error wraps no sentinel: %v", err)
+		}
+		for _, e := range res.Entries {
+			if e.Offset < 0 || e.Size < 0 || e.Offset+e.Size > res.UncompressedSize {
+				t.Fatalf("entry %s outside the stream", describe(e))
+			}
+		}
+	})
 }

@@ -256,7 +256,7 @@ func (z *zstdReader) startFrame() error {
 			}
 			continue
 		}
-		if m[0] != zstdMagic[0] || m[1] != zstdMagic[1] || m[2] != zstdMagic[2] || m[3] != zstdMagic[3] {
+		if string(m[:4]) != zstdMagic {
 			if len(z.frames) == 0 {
 				return corruptf("zstd: bad magic")
 			}

@@ -84,7 +84,7 @@ func checkFrames(t *testing.T, blob, u []byte, frames []common.ZstdFrame) {
 		if f.UOff != uoff || f.COff < coff || f.CLen <= 0 || f.COff+f.CLen > int64(len(blob)) {
 			t.Fatalf("frame %d %+v after uoff %d coff %d", i, f, uoff, coff)
 		}
-		if !bytes.Equal(blob[f.COff:f.COff+4], zstdMagic) {
+		if !bytes.Equal(blob[f.COff:f.COff+4], []byte(zstdMagic)) {
 			t.Errorf("frame %d does not start with the zstd magic", i)
 		}
 		rc, err := OpenFrame(bytes.NewReader(blob), f)
