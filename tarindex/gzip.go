@@ -56,7 +56,7 @@ type gzReader struct {
 	isize    uint32
 	members  int
 	uoff     int64 // uncompressed bytes produced so far (absolute: starts at the resume UOff)
-	memberU  int64 // uncompressed offset of the current member's first byte (when verify)
+	memberU  int64 // uncompressed offset of the current member's first byte
 	memberC  int64 // blob offset of the current member's header
 	deflateC int64 // blob offset of the current member's deflate stream
 	drift    int64 // running correction of flate's CompressedOffset, see onEOB
