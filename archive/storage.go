@@ -140,6 +140,8 @@ func BuildExtension(layers []v1.Descriptor, results []*tarindex.Result) *Extensi
 			Compression: r.Compression.String(),
 			Size:        r.CompressedSize,
 			USize:       r.UncompressedSize,
+			ChunkSize:   r.ChunkSize,
+			ChunkCRCs:   r.ChunkCRCs,
 		}
 		for _, p := range r.ResumePoints {
 			le.Points = append(le.Points, ResumePoint{COff: p.COff, BitOffset: p.BitOffset, UOff: p.UOff, MemberStart: p.MemberStart, Window: p.Window})

@@ -226,6 +226,7 @@ type ustream struct {
 	next    func() *chunk
 	release func(*chunk)
 	h       hash.Hash
+	crcs    chunkCRCs
 	res     *cpResolver
 	// progress
 	progress func(Progress)
@@ -242,6 +243,7 @@ func (u *ustream) load() {
 	c := u.next()
 	if c.n > 0 {
 		u.h.Write(c.buf[:c.n])
+		u.crcs.write(c.buf[:c.n])
 	}
 	if u.res != nil {
 		u.res.advance(u.pos)
@@ -507,6 +509,7 @@ func (ix *indexer) walk(u *ustream) error {
 	}
 	ix.res.UncompressedSize = u.pos
 	ix.res.DiffID = digest.NewDigestFromBytes(digest.SHA256, u.h.Sum(nil))
+	ix.res.ChunkSize, ix.res.ChunkCRCs = ChunkSize, u.crcs.finish()
 	if u.progress != nil {
 		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: len(ix.res.Entries)})
 	}

@@ -139,6 +139,11 @@ type Result struct {
 	// ZstdFrames lists the data frames of a zstd layer (skippable frames
 	// skipped). Empty for other compressions.
 	ZstdFrames []common.ZstdFrame
+	// ChunkSize and ChunkCRCs: the CRC-32C (Castagnoli) of every ChunkSize
+	// bytes of the uncompressed stream, the last chunk possibly shorter, so
+	// that a random-access reader can verify what it inflates.
+	ChunkSize int64
+	ChunkCRCs []uint32
 }
 
 // Sentinel errors; errors returned by this package wrap one of these where a
