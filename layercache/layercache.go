@@ -141,8 +141,8 @@ func NewKey(d digest.Digest, mediaType string, o tarindex.Options) (Key, error) 
 
 // String returns the canonical text of the key, which every entry echoes.
 func (k Key) String() string {
-	return fmt.Sprintf("ociclip layer cache v%d\nschema %s\ndigest %s\ncompression %s\ncheckpoint-mib %d\nspan-bytes %d\nmax-entries %d\nmax-path-len %d\nmax-uncompressed-bytes %d\n",
-		FormatVersion, schema, k.Digest, k.Compression, k.CheckpointMiB, k.SpanBytes,
+	return fmt.Sprintf("ociclip layer cache v%d\nalgorithm %d\nschema %s\ndigest %s\ncompression %s\ncheckpoint-mib %d\nspan-bytes %d\nmax-entries %d\nmax-path-len %d\nmax-uncompressed-bytes %d\n",
+		FormatVersion, tarindex.AlgorithmVersion, schema, k.Digest, k.Compression, k.CheckpointMiB, k.SpanBytes,
 		k.Limits.MaxEntries, k.Limits.MaxPathLen, k.Limits.MaxUncompressedBytes)
 }
 

@@ -21,6 +21,12 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// AlgorithmVersion changes whenever Index can produce a different Result for
+// the same blob and options without the Result type changing (new
+// checkpoint placement, path rules, ...). Caches of results include it in
+// their keys.
+const AlgorithmVersion = 1
+
 // Compression is the compression of a layer blob.
 type Compression uint8
 
