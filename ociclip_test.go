@@ -22,6 +22,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/internal/testimage"
 	"github.com/ociclip/ociclip/ociread"
 )
 
@@ -380,5 +381,71 @@ func TestNoStorageRefWarns(t *testing.T) {
 	}
 	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "cannot mount") {
 		t.Errorf("warnings %q", res.Warnings)
+	}
+}
+
+// Docker schema 2 media types and a two-platform nested index, end to end.
+func TestDockerMediaTypesAndPlatforms(t *testing.T) {
+	img := func(marker string, docker bool, c testimage.Compression) testimage.Image {
+		return testimage.Image{DockerMediaTypes: docker, Layers: []testimage.Layer{
+			{Compression: c, Entries: []testimage.Entry{{Name: "etc/", Type: '5'}, {Name: "etc/marker", Body: []byte(marker)}}},
+			{Compression: c, Entries: []testimage.Entry{{Name: "etc/.wh.marker"}, {Name: "etc/which", Body: []byte(marker)}}},
+		}}
+	}
+	dir := t.TempDir()
+	oci, docker := img("oci", false, testimage.Gzip), img("oci", true, testimage.Gzip)
+	_, err := testimage.Write(dir,
+		testimage.Ref{Name: "oci", Image: &oci},
+		testimage.Ref{Name: "docker", Image: &docker},
+		testimage.Ref{Name: "multi", Platforms: []testimage.PlatformImage{
+			{Platform: v1.Platform{OS: "linux", Architecture: "amd64"}, Image: img("amd64", true, testimage.Gzip)},
+			{Platform: v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, Image: img("arm64", true, testimage.Zstd)},
+		}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(ref string, plat *v1.Platform) *common.ClipArchiveMetadata {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "o.clip")
+		if _, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: dir, LayoutRef: ref, Platform: plat, OutputPath: out}); err != nil {
+			t.Fatalf("%s %v: %v", ref, plat, err)
+		}
+		md, err := clip.NewClipArchiver().ExtractMetadata(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return md
+	}
+	o, d := run("oci", nil), run("docker", nil)
+	if got := d.StorageInfo.(common.OCIStorageInfo).ImageMetadata.LayersData[0].MIMEType; got != "application/vnd.docker.image.rootfs.diff.tar.gzip" {
+		t.Errorf("docker layer media type %q", got)
+	}
+	if o.Index.Len() != d.Index.Len() || d.Get("/etc/marker") != nil || d.Get("/etc/which") == nil {
+		t.Errorf("docker image tree: %d vs %d nodes", d.Index.Len(), o.Index.Len())
+	}
+	// The layer bytes are the same, so the nodes are identical.
+	o.Index.Ascend(o.Index.Min(), func(a interface{}) bool {
+		n := a.(*common.ClipNode)
+		if m := d.Get(n.Path); m == nil || m.Attr != n.Attr || (n.Remote != nil && *m.Remote != *n.Remote) {
+			t.Errorf("%s differs between OCI and Docker media types", n.Path)
+		}
+		return true
+	})
+	for arch, want := range map[string]string{"amd64": "amd64", "arm64": "arm64"} {
+		md := run("multi", &v1.Platform{OS: "linux", Architecture: arch})
+		n := md.Get("/etc/which")
+		info := md.StorageInfo.(common.OCIStorageInfo)
+		if n == nil || n.Attr.Size != uint64(len(want)) || info.ImageMetadata.Architecture != arch {
+			t.Errorf("platform %s: node %+v, config arch %s", arch, n, info.ImageMetadata.Architecture)
+		}
+		if want == "arm64" && len(info.ZstdIdxByLayer) != 2 {
+			t.Errorf("arm64 image should have zstd layers: %v", info.ZstdIdxByLayer)
+		}
+	}
+	_, err = ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: dir, LayoutRef: "multi",
+		Platform: &v1.Platform{OS: "linux", Architecture: "s390x"}, OutputPath: filepath.Join(t.TempDir(), "x.clip")})
+	if !errors.Is(err, ociread.ErrPlatformNotFound) || !strings.Contains(err.Error(), "linux/arm64/v8") {
+		t.Errorf("missing platform: %v", err)
 	}
 }

@@ -16,6 +16,9 @@ const (
 	// MediaTypeDockerLayer is an uncompressed Docker layer, as written by
 	// containers/image (skopeo, podman) for uncompressed docker-format images.
 	MediaTypeDockerLayer = "application/vnd.docker.image.rootfs.diff.tar"
+	// MediaTypeDockerLayerZstd is a zstd layer in a Docker schema 2 manifest,
+	// as containerd names it (images.MediaTypeDockerSchema2LayerZstd).
+	MediaTypeDockerLayerZstd = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 )
 
 // annotation buildx puts on attestation manifests in an image index.
@@ -23,14 +26,15 @@ const annotationDockerReferenceType = "vnd.docker.reference.type"
 
 // IsLayerMediaType reports whether mt is a layer media type ociclip can read:
 // OCI tar, tar+gzip and tar+zstd (also their non-distributable variants),
-// and Docker rootfs.diff.tar.gzip and rootfs.diff.tar. Docker foreign layers
+// and Docker rootfs.diff.tar.gzip, rootfs.diff.tar and (containerd's)
+// rootfs.diff.tar.zstd. Docker foreign layers
 // and anything else are not.
 func IsLayerMediaType(mt string) bool {
 	switch mt {
 	case v1.MediaTypeImageLayer, v1.MediaTypeImageLayerGzip, v1.MediaTypeImageLayerZstd,
 		v1.MediaTypeImageLayerNonDistributable, v1.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // still found in the wild
 		v1.MediaTypeImageLayerNonDistributableZstd, //nolint:staticcheck
-		MediaTypeDockerLayerGzip, MediaTypeDockerLayer:
+		MediaTypeDockerLayerGzip, MediaTypeDockerLayer, MediaTypeDockerLayerZstd:
 		return true
 	}
 	return false

@@ -17,6 +17,7 @@ const (
 	MediaTypeDockerLayer             = "application/vnd.docker.image.rootfs.diff.tar"
 	MediaTypeDockerLayerGzip         = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 	MediaTypeDockerForeignLayerGzip  = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+	MediaTypeDockerLayerZstd         = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 )
 
 // CompressionForMediaType returns the compression a layer media type
@@ -27,7 +28,7 @@ func CompressionForMediaType(mt string) (Compression, error) {
 		return CompressionNone, nil
 	case MediaTypeOCILayerGzip, MediaTypeOCINondistributableGzip, MediaTypeDockerLayerGzip, MediaTypeDockerForeignLayerGzip:
 		return CompressionGzip, nil
-	case MediaTypeOCILayerZstd, MediaTypeOCINondistributableZstd:
+	case MediaTypeOCILayerZstd, MediaTypeOCINondistributableZstd, MediaTypeDockerLayerZstd:
 		return CompressionZstd, nil
 	}
 	return 0, fmt.Errorf("%w: %q", ErrUnknownMediaType, mt)
