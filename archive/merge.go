@@ -258,19 +258,19 @@ func isAufsMeta(p string) bool {
 // whiteout applies one whiteout marker to the tree (lower layers' content).
 func (m *merger) whiteout(p string) error {
 	dir, base := path.Split(p)
-	dir = path.Clean(dir)
-	if base == opaqueMarker {
-		d := m.lookup(dir)
-		if d != nil && d.children != nil {
-			d.children = map[string]*tnode{}
-		}
-		return nil
-	}
 	name := strings.TrimPrefix(base, whiteoutPrefix)
-	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+	if base != opaqueMarker && (name == "" || name == "." || name == ".." || strings.Contains(name, "/")) {
 		return fmt.Errorf("%w: %q", ErrBadWhiteout, p)
 	}
-	m.remove(path.Join(dir, name))
+	d, _, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
+	if err != nil || d == nil {
+		return err // nothing below a missing directory to hide
+	}
+	if base == opaqueMarker {
+		d.children = map[string]*tnode{}
+	} else {
+		delete(d.children, name)
+	}
 	return nil
 }
 
@@ -306,14 +306,19 @@ func (m *merger) remove(p string) {
 }
 
 // put inserts n at n.clip.Path, creating missing parents (as directories with
-// the inode of layer digest + path) and replacing what is there.
+// the inode of layer digest + path) and replacing what is there. Symlinks in
+// the parent path are followed inside the image root, as containerd and
+// umoci do when they extract a layer; the node then takes the resolved path.
+// A symlink loop is ErrSymlinkLoop.
 func (m *merger) put(n *tnode, layerDigest string) error {
-	p := n.clip.Path
-	dir, name := path.Split(p)
-	parent, err := m.ensureDir(path.Clean(dir), layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
+	dir, name := path.Split(n.clip.Path)
+	parent, real, err := m.walkDir(path.Clean(dir), true, layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", n.clip.Path, err)
 	}
+	// The inode stays derived from the tar path, which hard links to this
+	// entry share.
+	n.clip.Path = path.Join(real, name)
 	old := parent.children[name]
 	if old != nil && old.children != nil && n.clip.NodeType == common.DirNode {
 		// A directory over a directory: the upper one's attributes, both
@@ -329,39 +334,61 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 	return nil
 }
 
-// ensureDir returns the directory at p, creating it and its parents if
-// missing. A non-directory in the way is replaced by a directory, as a tar
-// extraction that does not follow symlinks would do.
-func (m *merger) ensureDir(p, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, error) {
-	if p == "/" {
-		return m.root, nil
+// walkDir resolves the directory path p component by component, following
+// symlinks inside the root (absolute targets from the root, ".." stopping
+// at the root) and returns the directory and its real path. With create,
+// missing directories are created (synthesized, with mtime and the inode of
+// layerDigest + path) and a non-directory in the way is replaced by one;
+// without it, nil is returned for a path that does not lead to a directory.
+func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+	cur, curPath := m.root, "/"
+	todo := strings.Split(strings.Trim(p, "/"), "/")
+	links := 0
+	for len(todo) > 0 {
+		name := todo[0]
+		todo = todo[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			curPath = path.Dir(curPath)
+			cur = m.lookup(curPath)
+			continue
+		}
+		childPath := path.Join(curPath, name)
+		child := cur.children[name]
+		switch {
+		case child != nil && child.children != nil:
+		case child != nil && child.clip.NodeType == common.SymLinkNode:
+			if links++; links > maxSymlinks {
+				return nil, "", fmt.Errorf("%w resolving %s", ErrSymlinkLoop, p)
+			}
+			t := child.clip.Target
+			if strings.HasPrefix(t, "/") {
+				cur, curPath = m.root, "/"
+			}
+			todo = append(strings.Split(strings.Trim(t, "/"), "/"), todo...)
+			continue
+		case !create:
+			return nil, "", nil
+		default:
+			child = &tnode{
+				synth: true,
+				clip: &common.ClipNode{
+					Path:     childPath,
+					NodeType: common.DirNode,
+					Attr: fuse.Attr{
+						Ino: Inode(layerDigest, childPath), Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
+						Atime: mtime, Atimensec: mtimensec, Mtime: mtime, Mtimensec: mtimensec, Ctime: mtime, Ctimensec: mtimensec,
+					},
+				},
+				children: map[string]*tnode{},
+			}
+			cur.children[name] = child
+		}
+		cur, curPath = child, childPath
 	}
-	parent, err := m.ensureDir(path.Dir(p), layerDigest, mtime, mtimensec)
-	if err != nil {
-		return nil, err
-	}
-	name := path.Base(p)
-	if n := parent.children[name]; n != nil && n.children != nil {
-		return n, nil
-	}
-	n := &tnode{
-		synth: true,
-		clip: &common.ClipNode{
-			Path:     p,
-			NodeType: common.DirNode,
-			Attr: fuse.Attr{
-				Ino:   Inode(layerDigest, p),
-				Mode:  syscall.S_IFDIR | 0o755,
-				Nlink: 2,
-				Mtime: mtime, Mtimensec: mtimensec,
-			},
-		},
-		children: map[string]*tnode{},
-	}
-	n.clip.Attr.Atime, n.clip.Attr.Ctime = mtime, mtime
-	n.clip.Attr.Atimensec, n.clip.Attr.Ctimensec = mtimensec, mtimensec
-	parent.children[name] = n
-	return n, nil
+	return cur, curPath, nil
 }
 
 // mergeRoot takes the attributes of a "./" entry into the root, keeping

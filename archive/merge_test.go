@@ -307,3 +307,29 @@ func TestInodeRule(t *testing.T) {
 		t.Error("inode ignores the layer digest")
 	}
 }
+
+// Symlinks in parent paths are followed inside the root, as containerd and
+// umoci extract layers (usrmerge: /lib -> usr/lib).
+func TestMergeSymlinkedParents(t *testing.T) {
+	base := []tarindex.Entry{dir("/usr"), dir("/usr/lib"), symlink("/lib", "usr/lib"), symlink("/abs", "/usr"), symlink("/up", "usr/../usr/lib/../lib")}
+	m := merge(t, base, []tarindex.Entry{file("/lib/x.so", 0, 1), file("/abs/bin/tool", 0, 1), file("/up/y", 0, 1), wh("/lib/.wh.gone")})
+	wantPaths(t, m, "/", "/usr", "/usr/lib", "/lib", "/abs", "/up", "/usr/lib/x.so", "/usr/bin", "/usr/bin/tool", "/usr/lib/y")
+	if m["/lib"].NodeType != common.SymLinkNode {
+		t.Errorf("/lib replaced: %+v", m["/lib"])
+	}
+	// A whiteout below a symlinked directory removes the real entry.
+	m = merge(t, base, []tarindex.Entry{file("/usr/lib/gone", 0, 1)}, []tarindex.Entry{wh("/lib/.wh.gone")})
+	if m["/usr/lib/gone"] != nil {
+		t.Error("whiteout through a symlinked parent did not apply")
+	}
+	// Loops are an error, not a hang.
+	_, _, err := Merge([]LayerEntries{{Digest: "d", Entries: []tarindex.Entry{symlink("/a", "b"), symlink("/b", "a"), file("/a/f", 0, 1)}}}, t0)
+	if !errors.Is(err, ErrSymlinkLoop) {
+		t.Errorf("err = %v", err)
+	}
+	// A file in the way of a parent is still replaced by a directory.
+	m = merge(t, []tarindex.Entry{file("/f", 0, 1)}, []tarindex.Entry{file("/f/g", 0, 1)})
+	if m["/f"].NodeType != common.DirNode || m["/f/g"] == nil {
+		t.Errorf("%+v", m["/f"])
+	}
+}
