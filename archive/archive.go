@@ -16,8 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/beam-cloud/clip/pkg/common"
 
@@ -178,10 +181,8 @@ func Decode(b []byte) (*Archive, error) {
 	if err := gob.NewDecoder(bytes.NewReader(ib)).Decode(&a.Nodes); err != nil {
 		return nil, fmt.Errorf("%w: index: %v", ErrCorruptArchive, err)
 	}
-	for i, n := range a.Nodes {
-		if n == nil {
-			return nil, fmt.Errorf("%w: index: node %d is nil", ErrCorruptArchive, i)
-		}
+	if err := checkNodes(a.Nodes); err != nil {
+		return nil, err
 	}
 	end := h.IndexPos + h.IndexLength
 	if h.StorageInfoLength > 0 {
@@ -209,4 +210,32 @@ func Decode(b []byte) (*Archive, error) {
 		a.Extension = ext
 	}
 	return a, nil
+}
+
+// checkNodes checks what readers of the index rely on: nodes sorted by
+// path without duplicates (lookups are binary searches), each path a clean
+// absolute path inside the image root, and data ranges that are not
+// negative and do not overflow.
+func checkNodes(nodes []*common.ClipNode) error {
+	for i, n := range nodes {
+		if n == nil {
+			return fmt.Errorf("%w: index: node %d is nil", ErrCorruptArchive, i)
+		}
+		if !isCleanAbs(n.Path) {
+			return fmt.Errorf("%w: index: node %d: path %q is not a clean absolute path", ErrCorruptArchive, i, n.Path)
+		}
+		if i > 0 && nodes[i-1].Path >= n.Path {
+			return fmt.Errorf("%w: index: node %d: path %q does not sort after %q", ErrCorruptArchive, i, n.Path, nodes[i-1].Path)
+		}
+		if r := n.Remote; r != nil && (r.UOffset < 0 || r.ULength < 0 || r.ULength > math.MaxInt64-r.UOffset) {
+			return fmt.Errorf("%w: index: node %s: data at offset %d length %d", ErrCorruptArchive, n.Path, r.UOffset, r.ULength)
+		}
+	}
+	return nil
+}
+
+// isCleanAbs reports whether p starts with "/", is its own path.Clean and
+// holds no NUL (a clean absolute path has no ".." component).
+func isCleanAbs(p string) bool {
+	return strings.HasPrefix(p, "/") && path.Clean(p) == p && strings.IndexByte(p, 0) < 0
 }

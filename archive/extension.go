@@ -114,5 +114,26 @@ func parseExtension(b []byte) (*Extension, error) {
 	if err := gob.NewDecoder(bytes.NewReader(g)).Decode(&e); err != nil {
 		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
 	}
+	for _, l := range e.Layers {
+		if err := l.check(); err != nil {
+			return nil, fmt.Errorf("%w: extension: layer %s: %v", ErrCorruptArchive, l.Digest, err)
+		}
+	}
 	return (*Extension)(&e), nil
+}
+
+// maxChunkSize bounds LayerExtension.ChunkSize: a reader allocates a chunk.
+const maxChunkSize = 16 << 20
+
+// check validates the sizes a reader relies on.
+func (l *LayerExtension) check() error {
+	switch {
+	case l.Size < 0 || l.USize < 0:
+		return fmt.Errorf("negative size %d or uncompressed size %d", l.Size, l.USize)
+	case l.ChunkSize < 0 || l.ChunkSize > maxChunkSize:
+		return fmt.Errorf("chunk size %d outside [0, %d]", l.ChunkSize, maxChunkSize)
+	case len(l.ChunkCRCs) > 0 && (l.ChunkSize == 0 || int64(len(l.ChunkCRCs)) != (l.USize+l.ChunkSize-1)/l.ChunkSize):
+		return fmt.Errorf("%d chunk checksums of %d bytes for %d bytes", len(l.ChunkCRCs), l.ChunkSize, l.USize)
+	}
+	return nil
 }
