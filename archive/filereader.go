@@ -158,6 +158,14 @@ func (r *FileReader) ReadFile(p string) ([]byte, error) {
 	if n.NodeType != common.FileNode || n.Remote == nil {
 		return nil, fmt.Errorf("%s: %w", p, ErrNotRegular)
 	}
+	// Check the range before allocating for it.
+	la, err := r.layer(n.Remote.LayerDigest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if err := la.checkRange(n.Remote.UOffset, n.Remote.ULength); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
 	b := make([]byte, n.Remote.ULength)
 	if _, err := r.ReadAt(n, b, 0); err != nil && err != io.EOF {
 		return nil, err
@@ -184,6 +192,9 @@ func (r *FileReader) ReadAt(n *common.ClipNode, b []byte, off int64) (int, error
 	}
 	la, err := r.layer(n.Remote.LayerDigest)
 	if err != nil {
+		return 0, fmt.Errorf("%s: %w", n.Path, err)
+	}
+	if err := la.checkRange(n.Remote.UOffset, n.Remote.ULength); err != nil {
 		return 0, fmt.Errorf("%s: %w", n.Path, err)
 	}
 	if err := r.readLayer(la, want, n.Remote.UOffset+off); err != nil {
@@ -246,6 +257,23 @@ func (r *FileReader) layer(d string) (*layerAccess, error) {
 	}
 	r.layers[d] = la
 	return la, nil
+}
+
+// checkRange fails with ErrVerify when [uoff, uoff+n) is not inside the
+// layer's uncompressed stream, as far as its length is known (recorded in
+// the extension, or the blob's size for an uncompressed layer).
+func (la *layerAccess) checkRange(uoff, n int64) error {
+	size := int64(-1)
+	switch {
+	case la.ext != nil:
+		size = la.ext.USize
+	case la.comp == tarindex.CompressionNone:
+		size = la.size
+	}
+	if uoff < 0 || n < 0 || size >= 0 && (uoff > size || n > size-uoff) {
+		return fmt.Errorf("%w: layer %s: bytes %d+%d outside the %d-byte uncompressed stream", ErrVerify, la.digest, uoff, n, size)
+	}
+	return nil
 }
 
 // chunkSpan widens [start, end) of the uncompressed stream to whole checksum

@@ -1,0 +1,117 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/tarindex"
+)
+
+type mapBlobs map[string][]byte
+
+func (m mapBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
+	b, ok := m[d]
+	if !ok {
+		return nil, 0, fmt.Errorf("no blob %s", d)
+	}
+	return bytes.NewReader(b), int64(len(b)), nil
+}
+
+// oneLayerArchive encodes and decodes the archive of one layer holding the
+// file /f, compressed with c.
+func oneLayerArchive(t *testing.T, c testimage.Compression, withExt bool) (*Archive, mapBlobs, []byte) {
+	t.Helper()
+	body := bytes.Repeat([]byte("0123456789"), 1000)
+	u, err := testimage.TarBytes([]testimage.Entry{{Name: "f", Body: body}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := testimage.Compress(u, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tarindex.Index(context.Background(), bytes.NewReader(blob), tarindex.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromBytes(blob)
+	nodes, _, err := Merge([]LayerEntries{{Digest: d.String(), Entries: res.Entries}}, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	descs := []v1.Descriptor{{MediaType: v1.MediaTypeImageLayer, Digest: d, Size: int64(len(blob))}}
+	info, err := BuildStorageInfo(StorageRef{}, ImageInfo{Layers: descs}, []*tarindex.Result{res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ext *Extension
+	if withExt {
+		ext = BuildExtension(descs, []*tarindex.Result{res})
+	}
+	var buf bytes.Buffer
+	if err := Encode(&buf, nodes, info, ext); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Decode(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, mapBlobs{d.String(): blob}, u
+}
+
+// TestFileReaderRangeOutsideStream: a node whose data does not lie inside
+// its layer's uncompressed stream is ErrVerify, never zeros or a partial
+// read passed off as the file, and ReadFile does not allocate for a length
+// the layer cannot hold.
+func TestFileReaderRangeOutsideStream(t *testing.T) {
+	for _, tc := range []struct {
+		c   testimage.Compression
+		ext bool
+	}{{testimage.Gzip, true}, {testimage.Zstd, true}, {testimage.None, true}, {testimage.None, false}} {
+		t.Run(fmt.Sprintf("%s/ext=%v", tc.c, tc.ext), func(t *testing.T) {
+			a, blobs, u := oneLayerArchive(t, tc.c, tc.ext)
+			n := a.Nodes[1]
+			if n.Path != "/f" {
+				t.Fatalf("node %s", n.Path)
+			}
+			orig := *n.Remote
+			fr := NewFileReader(a, blobs)
+			if b, err := fr.ReadFile("/f"); err != nil || !bytes.Equal(b, u[orig.UOffset:orig.UOffset+orig.ULength]) {
+				t.Fatalf("intact: %v", err)
+			}
+			for name, r := range map[string]common.RemoteRef{
+				"straddles the end":  {UOffset: int64(len(u)) - 100, ULength: 1000},
+				"after the end":      {UOffset: int64(len(u)) + 5000, ULength: 100},
+				"far after the end":  {UOffset: 1 << 40, ULength: 100},
+				"absurd length":      {UOffset: orig.UOffset, ULength: 1 << 40},
+				"ends one byte late": {UOffset: int64(len(u)) - 99, ULength: 100},
+			} {
+				r.LayerDigest = orig.LayerDigest
+				n.Remote = &r
+				fr := NewFileReader(a, blobs)
+				buf := make([]byte, min(r.ULength, 4096))
+				if k, err := fr.ReadAt(n, buf, 0); !errors.Is(err, ErrVerify) {
+					t.Errorf("%s: ReadAt = %d, %v; want ErrVerify", name, k, err)
+				}
+				if _, err := fr.ReadFile("/f"); !errors.Is(err, ErrVerify) {
+					t.Errorf("%s: ReadFile: %v, want ErrVerify", name, err)
+				}
+			}
+			// The last byte of the stream is readable.
+			n.Remote = &common.RemoteRef{LayerDigest: orig.LayerDigest, UOffset: int64(len(u)) - 100, ULength: 100}
+			if b, err := NewFileReader(a, blobs).ReadFile("/f"); err != nil || !bytes.Equal(b, u[len(u)-100:]) {
+				t.Errorf("last 100 bytes: %v", err)
+			}
+		})
+	}
+}
