@@ -247,8 +247,8 @@ func TestParsePlatform(t *testing.T) {
 	for _, tc := range cases {
 		p, err := ParsePlatform(tc.in)
 		if tc.want == "" {
-			if err == nil {
-				t.Errorf("ParsePlatform(%q) = %+v, want error", tc.in, p)
+			if !errors.Is(err, ErrInvalidPlatform) {
+				t.Errorf("ParsePlatform(%q) = %+v, %v; want ErrInvalidPlatform", tc.in, p, err)
 			}
 			continue
 		}

@@ -48,6 +48,9 @@ var (
 	// OpenSource cannot use: an unknown transport, an empty path, a
 	// malformed docker-archive ref.
 	ErrInvalidSource = errors.New("ociread: invalid image source")
+	// ErrInvalidPlatform: a platform string ParsePlatform cannot parse, or a
+	// Select.Platform without os or architecture.
+	ErrInvalidPlatform = errors.New("ociread: invalid platform")
 )
 
 // errNotImage marks a manifest that is well formed but is not a container

@@ -539,7 +539,9 @@ func TestResolveContext(t *testing.T) {
 	if _, err := l.Resolve(nil, Select{}); err != nil { //nolint:staticcheck // a nil context must not panic
 		t.Fatalf("Resolve(nil ctx): %v", err)
 	}
-	if _, err := l.Resolve(context.Background(), Select{Platform: &v1.Platform{}}); err == nil {
-		t.Fatal("empty Select.Platform accepted")
+	for _, p := range []v1.Platform{{}, {OS: "linux"}, {Architecture: "amd64"}} {
+		if _, err := l.Resolve(context.Background(), Select{Platform: &p}); !errors.Is(err, ErrInvalidPlatform) {
+			t.Fatalf("Select.Platform %+v: %v, want ErrInvalidPlatform", p, err)
+		}
 	}
 }

@@ -70,7 +70,8 @@ func subst(b []byte, kv ...string) []byte {
 func checkSentinel(t *testing.T, err error) {
 	t.Helper()
 	for _, s := range []error{ErrNotLayout, ErrMalformed, ErrRefNotFound, ErrAmbiguous, ErrPlatformNotFound,
-		ErrUnsupportedMediaType, ErrBlobMissing, ErrSizeMismatch, ErrDigestMismatch, ErrInvalidDigest, ErrLimit, ErrCycle, ErrInvalidSource} {
+		ErrUnsupportedMediaType, ErrBlobMissing, ErrSizeMismatch, ErrDigestMismatch, ErrInvalidDigest, ErrLimit, ErrCycle, ErrInvalidSource,
+		ErrInvalidPlatform} {
 		if errors.Is(err, s) {
 			return
 		}

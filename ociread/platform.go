@@ -15,11 +15,11 @@ import (
 func ParsePlatform(s string) (v1.Platform, error) {
 	parts := strings.Split(strings.ToLower(strings.TrimSpace(s)), "/")
 	if len(parts) < 2 || len(parts) > 3 {
-		return v1.Platform{}, fmt.Errorf("invalid platform %q: want os/arch[/variant]", short(s))
+		return v1.Platform{}, fmt.Errorf("%w %q: want os/arch[/variant]", ErrInvalidPlatform, short(s))
 	}
 	for _, p := range parts {
 		if p == "" || strings.TrimSpace(p) != p {
-			return v1.Platform{}, fmt.Errorf("invalid platform %q: empty or blank part, want os/arch[/variant]", short(s))
+			return v1.Platform{}, fmt.Errorf("%w %q: empty or blank part, want os/arch[/variant]", ErrInvalidPlatform, short(s))
 		}
 	}
 	p := v1.Platform{OS: parts[0], Architecture: normArch(parts[1])}

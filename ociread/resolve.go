@@ -138,7 +138,7 @@ func wantedPlatform(p *v1.Platform) (v1.Platform, error) {
 	}
 	w := v1.Platform{OS: p.OS, Architecture: normArch(p.Architecture), Variant: p.Variant}
 	if w.OS == "" || w.Architecture == "" {
-		return v1.Platform{}, fmt.Errorf("invalid Select.Platform %q: os and architecture are required", short(FormatPlatform(w)))
+		return v1.Platform{}, fmt.Errorf("%w: Select.Platform %q: os and architecture are required", ErrInvalidPlatform, short(FormatPlatform(w)))
 	}
 	return w, nil
 }
