@@ -28,12 +28,16 @@ unit:
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 10m $(PKGS)
 
-# Runs each Fuzz* target of ./fuzz/... for $(FUZZTIME).
+# Runs every Fuzz* target of the module (every package, found from the
+# test files) for $(FUZZTIME) each, in the package's directory, with short
+# minimization of new inputs ($(FUZZMINIMIZE)) so that the time goes to
+# fuzzing. Longer runs: make fuzz-smoke FUZZTIME=10m.
+FUZZMINIMIZE ?= 50x
 fuzz-smoke:
-	@set -e; for pkg in $$($(GO) list ./fuzz/... 2>/dev/null); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@set -e; for dir in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path '*/testdata/*') | xargs -n1 dirname | sort -u); do \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //' | sort -u); do \
+	    echo "fuzz $$dir $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$dir; \
 	  done; \
 	done
 
