@@ -25,8 +25,10 @@ vet:
 unit:
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 
+# Every benchmark once. OCICLIP_BENCH_DATA=none: package bench uses testdata
+# and small generated images even when bench/data exists (CI has none).
 bench-smoke:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 10m $(PKGS)
+	OCICLIP_BENCH_DATA=none $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 10m $(PKGS)
 
 # Runs every Fuzz* target of the module (every package, found from the
 # test files) for $(FUZZTIME) each, in the package's directory, with short
@@ -45,6 +47,17 @@ fuzz-smoke:
 demo:
 	$(GO) run ./cmd/ociclip index oci:testdata/busybox:1.35 -o /tmp/busybox.clip --storage-ref docker.io/library/busybox:1.35
 	$(GO) run ./cmd/ociclip ls /tmp/busybox.clip /bin -l
+
+# The benchmark images (not committed): bench/data/, see bench/make-bench-data.sh.
+bench-data:
+	sh bench/make-bench-data.sh
+
+# ociclip next to gzip -dc / zstd -dc on the same blobs, concurrency, memory
+# vs layer size and clip's own indexer (docs/BENCH.md). BENCHRUNS runs each.
+BENCHRUNS ?= 3
+bench: build
+	@test -f bench/data/size512-zstd/index.json || $(MAKE) bench-data
+	$(GO) run ./bench/cmd/benchreport -data bench/data -ociclip bin/ociclip -runs $(BENCHRUNS) $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

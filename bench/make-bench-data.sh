@@ -12,6 +12,7 @@
 #   image-plain  the same image, uncompressed layers
 #   size64       one gzip layer of 64 MiB  (256 files of 256 KiB)
 #   size512      one gzip layer of 512 MiB (256 files of 2 MiB)
+#   size512-zstd the same, recompressed by skopeo to zstd
 # Sizes are uncompressed. The number of files is the same in size64 and
 # size512, so that peak memory vs layer size is not mixed up with the size of
 # the node list.
@@ -80,7 +81,7 @@ rm -rf "$work/plain-dir"
 # ---- one-layer images of 64 MiB and 512 MiB -------------------------------------
 # Content: real shared libraries, cut into 256 equal files.
 pool="$work/pool"
-find /usr/lib/x86_64-linux-gnu "$goroot/pkg/tool" -type f -size +64k 2>/dev/null | sort | xargs cat | head -c $((512 << 20)) >"$pool"
+find /usr/lib/x86_64-linux-gnu "$goroot/pkg/tool" -type f -size +64k 2>/dev/null | sort | xargs cat 2>/dev/null | head -c $((512 << 20)) >"$pool"
 for mib in 64 512; do
 	d="$work/files-$mib"
 	mkdir -p "$d"
@@ -97,7 +98,10 @@ for mib in 64 512; do
 	rm -rf "$d"
 done
 
-for d in image image-zstd image-plain size64 size512; do
+# The 512 MiB layer recompressed to zstd by skopeo.
+skopeo copy -q --dest-compress-format zstd oci:"$out/size512:$TAG" oci:"$out/size512-zstd:$TAG"
+
+for d in image image-zstd image-plain size64 size512 size512-zstd; do
 	skopeo inspect oci:"$out/$d:$TAG" >/dev/null
 done
 du -sh "$out"/*
