@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/beam-cloud/clip/pkg/common"
 
@@ -99,9 +101,11 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 // WriteFile writes the archive to path atomically: the bytes go to a
 // temporary file in the same directory, which is synced and renamed over
 // path only when everything succeeded. On failure path is left as it was.
+// A path that is a directory fails with an error wrapping syscall.EISDIR,
+// a missing directory with one wrapping fs.ErrNotExist.
 func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (err error) {
 	if fi, statErr := os.Stat(path); statErr == nil && fi.IsDir() {
-		return fmt.Errorf("output %s is a directory", path)
+		return fmt.Errorf("output: %w", &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR})
 	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
