@@ -20,6 +20,8 @@ import (
 var (
 	// ErrBadWhiteout: a whiteout names the image root, or an empty or invalid name.
 	ErrBadWhiteout = errors.New("invalid whiteout")
+	// ErrLimit: a MergeLimits value was exceeded; the message names it.
+	ErrLimit = errors.New("merge limit exceeded")
 	// ErrHardlink: a hard link whose target does not exist, is a directory, or
 	// forms a cycle.
 	ErrHardlink = errors.New("invalid hard link")
@@ -60,10 +62,53 @@ type tnode struct {
 // can be counted on the final tree.
 type linkGroup struct{ names int }
 
+// Default merge limits (see MergeLimits).
+const (
+	DefaultMaxNodes   = 10_000_000
+	DefaultMaxPathLen = 4096
+)
+
+// MergeLimits bound the tree Merge builds from hostile layers, which can be
+// much larger than the tar entries: every missing parent directory is
+// synthesized as a node holding its full path, and symlinks in parent paths
+// are resolved, so that a node's path can be longer than any tar name. Zero
+// or negative fields mean the defaults.
+type MergeLimits struct {
+	// MaxNodes caps the nodes created, synthesized parents included
+	// (DefaultMaxNodes).
+	MaxNodes int
+	// MaxPathLen caps the bytes of a node's path after symlinks in its
+	// parent path are resolved (DefaultMaxPathLen).
+	MaxPathLen int
+}
+
+func (l MergeLimits) withDefaults() MergeLimits {
+	if l.MaxNodes <= 0 {
+		l.MaxNodes = DefaultMaxNodes
+	}
+	if l.MaxPathLen <= 0 {
+		l.MaxPathLen = DefaultMaxPathLen
+	}
+	return l
+}
+
 // merger applies layers in order on a tree rooted at "/".
 type merger struct {
 	root  *tnode
 	stats MergeStats
+	lim   MergeLimits
+	nodes int // nodes created, for MaxNodes
+}
+
+// created counts a new node at p against the limits.
+func (m *merger) created(p string) error {
+	if len(p) > m.lim.MaxPathLen {
+		return fmt.Errorf("%w: MaxPathLen %d: node path of %d bytes (%.60q...) after resolving symlinks in its parents", ErrLimit, m.lim.MaxPathLen, len(p), p)
+	}
+	if m.nodes++; m.nodes > m.lim.MaxNodes {
+		return fmt.Errorf("%w: MaxNodes %d: the merged tree has more nodes (synthesized parent directories included)", ErrLimit, m.lim.MaxNodes)
+	}
+	return nil
 }
 
 // Merge applies the layers in order with OCI overlay semantics and returns
@@ -80,8 +125,16 @@ type merger struct {
 // root clears the root; a non-directory that replaces a directory removes
 // the directory's subtree; device nodes and FIFOs are skipped (and counted)
 // but still hide what lower layers had at their path.
+//
+// Merge applies the default MergeLimits; see MergeWithLimits.
 func Merge(layers []LayerEntries, rootTime time.Time) ([]*common.ClipNode, MergeStats, error) {
-	m := &merger{root: &tnode{children: map[string]*tnode{}}}
+	return MergeWithLimits(layers, rootTime, MergeLimits{})
+}
+
+// MergeWithLimits is Merge with limits on the tree it builds; exceeding
+// one is an error wrapping ErrLimit that names the limit.
+func MergeWithLimits(layers []LayerEntries, rootTime time.Time, lim MergeLimits) ([]*common.ClipNode, MergeStats, error) {
+	m := &merger{root: &tnode{children: map[string]*tnode{}}, lim: lim.withDefaults()}
 	sec, nsec := unixTime(rootTime)
 	m.root.clip = &common.ClipNode{
 		Path:     "/",
@@ -330,6 +383,9 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 	if n.clip.NodeType == common.DirNode {
 		n.children = map[string]*tnode{}
 	}
+	if err := m.created(n.clip.Path); err != nil {
+		return err
+	}
 	parent.children[name] = n
 	return nil
 }
@@ -372,6 +428,9 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 		case !create:
 			return nil, "", nil
 		default:
+			if err := m.created(childPath); err != nil {
+				return nil, "", err
+			}
 			child = &tnode{
 				synth: true,
 				clip: &common.ClipNode{
