@@ -505,6 +505,14 @@ func catalogue() []catRow {
 			)))
 			return o
 		}},
+		{name: "symlinked parents resolve to a path over the default MaxPathLen", want: archive.ErrLimit, msg: "MaxPathLen 4096", build: func(t *testing.T, dir string) ociclip.Options {
+			var es []testimage.Entry
+			for k := 0; k < 30; k++ { // "l/l/l" (at most 62 bytes) resolves to 30 x 251 bytes
+				es = append(es, testimage.Entry{Name: strings.Repeat("l/", k) + "l", Type: tar.TypeSymlink, Linkname: strings.Repeat("x", 250)})
+			}
+			_, o := writeImage(t, dir, layers(gzipLayer(append(es, testimage.Entry{Name: strings.Repeat("l/", 30) + "f", Body: []byte("x")})...)))
+			return o
+		}},
 		{name: "GNU sparse file", want: tarindex.ErrSparse, build: func(t *testing.T, dir string) ociclip.Options {
 			_, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "sparse", Type: tar.TypeGNUSparse,
 				Sparse: []testimage.SparseFragment{{Offset: 0, Length: 512}, {Offset: 8192, Length: 10}}, SparseSize: 16384, Body: make([]byte, 522)})))
@@ -758,4 +766,79 @@ func TestCatalogueManyEntries(t *testing.T) {
 	if peak > 2048*n {
 		t.Errorf("peak heap %d bytes, more than 2 KiB per entry", peak)
 	}
+}
+
+// TestCatalogueKnownBugs holds hostile inputs that ociclip does not yet
+// answer correctly. Each subtest is named after the bug and the file that
+// must change; it fails until that is fixed (see the report of issue 6).
+//
+// Both come from archive.Merge building a tree much larger than the tar
+// entries: missing parents are synthesized (one node per path component,
+// each holding its full path), and symlinks in parent paths are resolved
+// (the node takes the resolved path). archive.MergeWithLimits now bounds
+// both (MaxNodes, MaxPathLen; Merge applies defaults of 10M nodes and 4096
+// bytes), but CreateFromOCILayout calls Merge, so Options.Limits does not
+// reach it.
+func TestCatalogueKnownBugs(t *testing.T) {
+	// BUG(ociclip.go: Options.Limits does not bound the merged tree): 20
+	// entries (one 1000-level chain each) with Limits.MaxEntries=1000 make
+	// 20,000 synthesized directories and +350 MiB of heap; at the default
+	// limits 300 such entries (a 12 KB gzip blob) made 600,001 nodes, 6.8
+	// GiB of heap, 79 s and a 1.2 GB archive. Fix: call
+	// archive.MergeWithLimits with a node limit derived from Options.Limits
+	// (MaxEntries, or a new MaxNodes field).
+	t.Run("BUG ociclip.go passes no node limit to the merge", func(t *testing.T) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		deep := strings.Repeat("a/", 998)
+		for i := 0; i < 20; i++ {
+			tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/%sf", i, deep), Mode: 0o644, Typeflag: tar.TypeReg, ModTime: testimage.DefaultTime})
+		}
+		tw.Close()
+		dir := t.TempDir()
+		_, o := writeImage(t, filepath.Join(dir, "layout"), layers(testimage.Layer{RawTar: buf.Bytes()}))
+		o.OutputPath = filepath.Join(dir, "deep.clip")
+		o.Limits = ociclip.Limits{MaxEntries: 1000}
+		var res *ociclip.Result
+		var err error
+		peak := peakHeap(func() { res, err = ociclip.CreateFromOCILayout(context.Background(), o) })
+		if !errors.Is(err, archive.ErrLimit) && !errors.Is(err, tarindex.ErrLimit) {
+			nodes := 0
+			if res != nil {
+				nodes = res.Nodes
+			}
+			t.Errorf("err = %v; want a limit error: 20 tar entries under MaxEntries=1000 made %d nodes (+%.0f MiB of heap)", err, nodes, float64(peak)/(1<<20))
+		}
+	})
+
+	// BUG(ociclip.go: Limits.MaxPathLen is not passed to the merge): entries
+	// of at most 62 bytes ("l/l/.../f") under MaxPathLen=300 produce a node
+	// path of 7532 bytes (30 symlinks "l" -> 250 x's). Fix: pass
+	// MaxPathLen in the archive.MergeLimits given to MergeWithLimits.
+	t.Run("BUG ociclip.go does not pass MaxPathLen to the merge", func(t *testing.T) {
+		long := strings.Repeat("x", 250)
+		var es []testimage.Entry
+		for k := 0; k < 30; k++ {
+			es = append(es, testimage.Entry{Name: strings.Repeat("l/", k) + "l", Type: tar.TypeSymlink, Linkname: long})
+		}
+		es = append(es, testimage.Entry{Name: strings.Repeat("l/", 30) + "f", Body: []byte("x")})
+		dir := t.TempDir()
+		_, o := writeImage(t, filepath.Join(dir, "layout"), layers(gzipLayer(es...)))
+		o.OutputPath = filepath.Join(dir, "sym.clip")
+		o.Limits = ociclip.Limits{MaxPathLen: 300}
+		_, err := ociclip.CreateFromOCILayout(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), "MaxPathLen 300") {
+			a, rerr := archive.ReadFile(o.OutputPath)
+			longest := 0
+			if rerr == nil {
+				for _, n := range a.Nodes {
+					longest = max(longest, len(n.Path))
+				}
+			}
+			t.Errorf("err = %v; want an error naming MaxPathLen 300 (the archive's longest path has %d bytes)", err, longest)
+		}
+		if _, serr := os.Stat(o.OutputPath); err != nil && serr == nil {
+			t.Error("failed run left an output file")
+		}
+	})
 }

@@ -34,7 +34,7 @@ var tarSentinels = []error{
 	tarindex.ErrSparse, tarindex.ErrUnsafePath, tarindex.ErrLimit,
 }
 
-var archiveSentinels = []error{archive.ErrBadWhiteout, archive.ErrHardlink, archive.ErrSymlinkLoop, archive.ErrStorageRef}
+var archiveSentinels = []error{archive.ErrBadWhiteout, archive.ErrHardlink, archive.ErrSymlinkLoop, archive.ErrLimit, archive.ErrStorageRef}
 
 var rootSentinels = []error{ociclip.ErrDiffIDMismatch, ociclip.ErrOptions}
 
