@@ -10,6 +10,7 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/gob"
@@ -56,7 +57,17 @@ type Archive struct {
 // followed by ext when it is not nil.
 func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) error {
 	enc := detgob.NewEncoder()
-	index, err := enc.Marshal(nodes)
+	// Size the index buffer from the nodes (an estimate a little above the
+	// encoded size): growing a buffer of tens of MiB by appending would
+	// allocate and copy several times that.
+	hint := 1 << 10
+	for _, n := range nodes {
+		hint += 96 + len(n.Path) + len(n.Target) + len(n.ContentHash)
+		if n.Remote != nil {
+			hint += 32 + len(n.Remote.LayerDigest)
+		}
+	}
+	index, err := enc.MarshalSize(nodes, hint)
 	if err != nil {
 		return fmt.Errorf("encoding index: %w", err)
 	}
@@ -119,12 +130,17 @@ func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInf
 			os.Remove(tmp)
 		}
 	}()
-	var buf bytes.Buffer
-	if err = Encode(&buf, nodes, info, ext); err != nil {
-		return err
+	// Straight to the file: no second copy of the archive in memory.
+	fw := &fileWriter{f: f}
+	bw := bufio.NewWriterSize(fw, 1<<20)
+	if err = Encode(bw, nodes, info, ext); err == nil {
+		err = bw.Flush()
 	}
-	if _, err = f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
+	if fw.err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, fw.err)
+	}
+	if err != nil {
+		return err
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("syncing %s: %w", tmp, err)
@@ -139,6 +155,21 @@ func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInf
 		return fmt.Errorf("renaming %s to %s: %w", tmp, path, err)
 	}
 	return nil
+}
+
+// fileWriter remembers the first error of writing the file, so that
+// WriteFile tells write errors from encoding errors.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // ReadFile reads and decodes a clip archive, checking every offset against

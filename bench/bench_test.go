@@ -9,13 +9,19 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/beam-cloud/clip/pkg/clip"
+	"github.com/beam-cloud/clip/pkg/common"
 	kgzip "github.com/klauspost/compress/gzip"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/internal/registrytest"
 	"github.com/ociclip/ociclip/internal/testimage"
 	"github.com/ociclip/ociclip/tarindex"
@@ -294,3 +300,146 @@ func BenchmarkLayerSize(b *testing.B) {
 		})
 	}
 }
+
+// archiveInput is a synthetic image of 100k+ entries over three layers,
+// shaped like a distribution plus an application: what archive.Merge and
+// the writer get from the layer passes.
+type archiveInput struct {
+	layers  []archive.LayerEntries
+	descs   []v1.Descriptor
+	results []*tarindex.Result
+	entries int
+}
+
+var (
+	archiveOnce sync.Once
+	archiveData *archiveInput
+)
+
+func getArchiveInput() *archiveInput {
+	archiveOnce.Do(func() { archiveData = makeArchiveInput() })
+	return archiveData
+}
+
+func makeArchiveInput() *archiveInput {
+	r := rand.New(rand.NewPCG(11, 13))
+	in := &archiveInput{}
+	layer := func(i int, es []tarindex.Entry, usize int64) {
+		d := digest.FromString(fmt.Sprintf("layer %d", i))
+		res := &tarindex.Result{Compression: tarindex.CompressionGzip, Entries: es, DiffID: digest.FromString(fmt.Sprintf("diff %d", i)),
+			UncompressedSize: usize, CompressedSize: usize / 3, ChunkSize: tarindex.ChunkSize}
+		for off := int64(2 << 20); off < usize; off += 2 << 20 {
+			res.GzipCheckpoints = append(res.GzipCheckpoints, common.GzipCheckpoint{COff: off / 3, UOff: off})
+		}
+		for off := int64(4 << 20); off < usize; off += 4 << 20 {
+			res.ResumePoints = append(res.ResumePoints, tarindex.ResumePoint{COff: off / 3, UOff: off, Window: content(r, 32<<10)})
+		}
+		for range (usize + tarindex.ChunkSize - 1) / tarindex.ChunkSize {
+			res.ChunkCRCs = append(res.ChunkCRCs, r.Uint32())
+		}
+		in.layers = append(in.layers, archive.LayerEntries{Digest: d.String(), Entries: es})
+		in.descs = append(in.descs, v1.Descriptor{MediaType: v1.MediaTypeImageLayerGzip, Digest: d, Size: usize / 3})
+		in.results = append(in.results, res)
+		in.entries += len(es)
+	}
+	gen := func(prefix string, dirs, perDir int, off *int64) []tarindex.Entry {
+		var es []tarindex.Entry
+		for d := range dirs {
+			dir := fmt.Sprintf("%s/pkg%04d", prefix, d)
+			es = append(es, tarindex.Entry{Path: dir, Kind: tarindex.KindDir, Mode: 0o755, ModTime: t0})
+			for f := range perDir {
+				p := fmt.Sprintf("%s/module_%02d.py", dir, f)
+				if f%10 == 9 {
+					es = append(es, tarindex.Entry{Path: p, Kind: tarindex.KindSymlink, Mode: 0o777, Linkname: "module_00.py", ModTime: t0})
+					continue
+				}
+				size := int64(r.IntN(64 << 10))
+				*off += 512
+				es = append(es, tarindex.Entry{Path: p, Kind: tarindex.KindFile, Mode: 0o644, Size: size, Offset: *off, ModTime: t0})
+				*off += (size + 511) &^ 511
+			}
+		}
+		return es
+	}
+	var off int64
+	base := gen("/usr/lib/python3/site-packages", 5000, 20, &off) // 105k entries
+	layer(1, base, off+1024)
+	off = 0
+	app := gen("/opt/app/lib", 500, 20, &off) // 10.5k entries
+	for i := range 2000 {                     // updates and whiteouts of the base
+		p := fmt.Sprintf("/usr/lib/python3/site-packages/pkg%04d/module_%02d.py", i, i%9)
+		if i%4 == 0 {
+			app = append(app, tarindex.Entry{Path: path.Dir(p) + "/.wh." + path.Base(p), Kind: tarindex.KindFile, ModTime: t0})
+			continue
+		}
+		off += 512
+		app = append(app, tarindex.Entry{Path: p, Kind: tarindex.KindFile, Mode: 0o644, Size: 100, Offset: off, ModTime: t0})
+		off += 512
+	}
+	layer(2, app, off+1024)
+	off = 0
+	layer(3, gen("/etc/app", 5, 10, &off), off+1024)
+	return in
+}
+
+// BenchmarkArchive is the archive writer on an image of 118k entries
+// (107k nodes): archive.Merge, archive.Encode (storage info and extension
+// included, to io.Discard), and the two with archive.WriteFile as
+// CreateFromOCILayout does them. MB/s counts the archive bytes.
+func BenchmarkArchive(b *testing.B) {
+	in := getArchiveInput()
+	rootTime := t0
+	build := func(b *testing.B) ([]*common.ClipNode, *common.OCIStorageInfo, *archive.Extension) {
+		nodes, _, err := archive.Merge(in.layers, rootTime)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := archive.BuildStorageInfo(archive.StorageRef{RegistryURL: "registry.example", Repository: "bench", Reference: "1"},
+			archive.ImageInfo{Name: "registry.example/bench:1", Layers: in.descs}, in.results)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return nodes, info, archive.BuildExtension(in.descs, in.results)
+	}
+	nodes, info, ext := build(b)
+	var cw countWriter
+	if err := archive.Encode(&cw, nodes, info, ext); err != nil {
+		b.Fatal(err)
+	}
+	size := cw.n
+	b.Run("merge", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := archive.Merge(in.layers, rootTime); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(nodes)), "nodes")
+	})
+	b.Run("encode", func(b *testing.B) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := archive.Encode(io.Discard, nodes, info, ext); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("merge+writefile", func(b *testing.B) {
+		out := filepath.Join(b.TempDir(), "out.clip")
+		b.SetBytes(size)
+		b.ReportAllocs()
+		mem := startMem()
+		for b.Loop() {
+			nodes, info, ext := build(b)
+			if err := archive.WriteFile(out, nodes, info, ext); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mem.report(b)
+	})
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }

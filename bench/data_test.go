@@ -124,8 +124,8 @@ func content(r *rand.Rand, n int) []byte {
 	words := []string{"the ", "lib", "usr/", "share/", "int ", "return ", "func ", "0x", "\n\t", "error ", "config ", "value ", "= ", "{\n", "}\n", "import ", "package "}
 	b := make([]byte, 0, n)
 	for len(b) < n {
-		if r.IntN(5) == 0 {
-			k := min(n-len(b), 8+r.IntN(120))
+		if r.IntN(25) == 0 {
+			k := min(n-len(b), 4+r.IntN(36))
 			for range k {
 				b = append(b, byte(r.Uint32()))
 			}

@@ -87,12 +87,28 @@ func Marshal(v any) ([]byte, error) {
 	return NewEncoder().Marshal(v)
 }
 
+// MarshalSize is Marshal with a guess of the output size: the buffer starts
+// with that capacity. For values dominated by large byte slices, whose size
+// the caller knows, it saves growing (and copying) a large buffer many times.
+func MarshalSize(v any, sizeHint int) ([]byte, error) {
+	return NewEncoder().marshal(v, sizeHint)
+}
+
+// MarshalSize is Marshal with a guess of the output size (see MarshalSize).
+func (e *Encoder) MarshalSize(v any, sizeHint int) ([]byte, error) {
+	return e.marshal(v, sizeHint)
+}
+
 // Marshal returns the gob stream of v: the type-definition messages followed
 // by one value message, exactly as gob.NewEncoder(w).Encode(v) frames it in a
 // fresh process, with map entries sorted. The result decodes with
 // gob.NewDecoder(r).Decode. Every call produces a complete stream; calls do
 // not depend on each other.
 func (e *Encoder) Marshal(v any) ([]byte, error) {
+	return e.marshal(v, 0)
+}
+
+func (e *Encoder) marshal(v any, sizeHint int) ([]byte, error) {
 	if v == nil {
 		return nil, errors.New("detgob: cannot encode nil value")
 	}
@@ -109,7 +125,7 @@ func (e *Encoder) Marshal(v any) ([]byte, error) {
 			rv = rv.Elem()
 		}
 	}
-	size := int(p.hint.Load())
+	size := max(int(p.hint.Load()), sizeHint)
 	if size < len(p.prefix)+maxLength+64 {
 		size = len(p.prefix) + maxLength + 64
 	}
