@@ -178,7 +178,10 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		if e.Kind != tarindex.KindHardlink || isWhiteout(e.Path) {
 			continue
 		}
-		r, err := m.resolveLink(l, last, groups, i)
+		if _, done := links[i]; done {
+			continue // resolved on the way from an earlier link
+		}
+		r, err := m.resolveLink(l, last, groups, links, i)
 		if err != nil {
 			return err
 		}
@@ -254,11 +257,21 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 }
 
 // resolveLink follows the hard link at entry index i of layer l to a file or
-// symlink, in this layer (any position) or below.
-func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[int]*linkGroup, i int) (resolved, error) {
+// symlink, in this layer (any position) or below. The hard links of this
+// layer passed on the way get the same result in links, and a link found
+// there ends the walk, so that resolving a chain of n links costs O(n), not
+// O(n^2).
+func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[int]*linkGroup, links map[int]resolved, i int) (resolved, error) {
 	e := &l.Entries[i]
 	target := e.Linkname
 	seen := map[string]bool{e.Path: true}
+	var via []int // hard links of this layer passed on the way
+	done := func(r resolved) (resolved, error) {
+		for _, j := range via {
+			links[j] = r
+		}
+		return r, nil
+	}
 	for hops := 0; ; hops++ {
 		if seen[target] || hops > len(l.Entries) {
 			return resolved{}, fmt.Errorf("%w: %q -> %q: link cycle", ErrHardlink, e.Path, e.Linkname)
@@ -268,6 +281,10 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 			t := &l.Entries[j]
 			switch t.Kind {
 			case tarindex.KindHardlink:
+				if r, ok := links[j]; ok {
+					return done(r)
+				}
+				via = append(via, j)
 				target = t.Linkname
 				continue
 			case tarindex.KindFile, tarindex.KindSymlink:
@@ -282,7 +299,7 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 				} else {
 					c = symlinkNode(t, l.Digest)
 				}
-				return resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g}, nil
+				return done(resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g})
 			default:
 				return resolved{}, fmt.Errorf("%w: %q -> %q: target is a %s", ErrHardlink, e.Path, e.Linkname, t.Kind)
 			}
@@ -294,7 +311,7 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 		if n.clip.NodeType == common.DirNode {
 			return resolved{}, fmt.Errorf("%w: %q -> %q: target is a directory", ErrHardlink, e.Path, e.Linkname)
 		}
-		return resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group}, nil
+		return done(resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group})
 	}
 }
 
