@@ -417,7 +417,14 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 	cur, curPath := m.root, "/"
 	todo := strings.Split(strings.Trim(p, "/"), "/")
 	links := 0
-	for len(todo) > 0 {
+	// Symlink targets of up to MaxPathLen bytes, 40 of them, could make
+	// every entry walk some 80k components (a few ms each: a CPU bomb of
+	// a layer of many such entries); the walk may take MaxPathLen steps,
+	// twice the components of the longest path.
+	for steps := 0; len(todo) > 0; steps++ {
+		if steps > m.lim.MaxPathLen {
+			return nil, "", fmt.Errorf("%w: MaxPathLen %d: resolving %.60q walks more than %d path components (symlinks in parent paths)", ErrLimit, m.lim.MaxPathLen, p, m.lim.MaxPathLen)
+		}
 		name := todo[0]
 		todo = todo[1:]
 		switch name {

@@ -57,3 +57,41 @@ func TestMergeLimits(t *testing.T) {
 		t.Errorf("symlinked parents under the limit: no node of %d bytes (%v)", len(want), err)
 	}
 }
+
+// TestMergeSymlinkWalkBounded: symlinks in parent paths whose targets go
+// down and back up ("d/../d/../...") cannot make each entry walk tens of
+// thousands of components: 39 chained 4 KB targets cost 6.8 ms per entry
+// (2000 entries: 13.5 s). The walk is capped at MaxPathLen components.
+func TestMergeSymlinkWalkBounded(t *testing.T) {
+	es := []tarindex.Entry{{Path: "/d", Kind: tarindex.KindDir, Mode: 0o755}}
+	for k := 0; k < 39; k++ {
+		es = append(es, tarindex.Entry{Path: fmt.Sprintf("/s%d", k), Kind: tarindex.KindSymlink, Linkname: strings.Repeat("d/../", 800) + fmt.Sprintf("s%d", k+1)})
+	}
+	es = append(es, tarindex.Entry{Path: "/s39", Kind: tarindex.KindSymlink, Linkname: "d"})
+	for i := 0; i < 2000; i++ {
+		es = append(es, tarindex.Entry{Path: fmt.Sprintf("/s0/f%d", i), Kind: tarindex.KindFile})
+	}
+	start := time.Now()
+	_, _, err := Merge([]LayerEntries{{Digest: "sha256:x", Entries: es}}, time.Time{})
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "MaxPathLen 4096") {
+		t.Errorf("err = %v, want ErrLimit naming MaxPathLen", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	// Ordinary symlinks in parents still resolve.
+	es = []tarindex.Entry{
+		{Path: "/usr/lib", Kind: tarindex.KindDir, Mode: 0o755},
+		{Path: "/lib", Kind: tarindex.KindSymlink, Linkname: "usr/lib"},
+		{Path: "/lib64", Kind: tarindex.KindSymlink, Linkname: "/lib"},
+		{Path: "/lib64/x/z", Kind: tarindex.KindFile},
+	}
+	nodes, _, err := Merge([]LayerEntries{{Digest: "sha256:x", Entries: es}}, time.Time{})
+	found := false
+	for _, n := range nodes {
+		found = found || n.Path == "/usr/lib/x/z"
+	}
+	if err != nil || !found {
+		t.Errorf("/lib64/x/z: %v, found %v", err, found)
+	}
+}
