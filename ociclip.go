@@ -158,6 +158,11 @@ type Limits struct {
 	MaxEntries           int   // tar entries per layer (default 10 million)
 	MaxPathLen           int   // bytes in an entry path (default 4096)
 	MaxUncompressedBytes int64 // per layer (default 1 TiB)
+	// MaxNodes bounds the merged tree, synthesized parent directories
+	// included (default: twice the tar entries of all layers plus 4096,
+	// at most 10 million), so that entries deep below missing parents
+	// cannot make the tree much larger than the input.
+	MaxNodes int
 }
 
 // Result summarises an indexing run.
@@ -273,7 +278,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if img.Config.Created != nil {
 		rootTime = *img.Config.Created
 	}
-	nodes, stats, err := archive.Merge(entries, rootTime)
+	nodes, stats, err := archive.MergeWithLimits(entries, rootTime, mergeLimits(opts.Limits, entries))
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +325,21 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	}
 	log.Info("wrote archive", "output", opts.OutputPath, "nodes", res.Nodes, "layers", res.Layers, "cached", res.CachedLayers, "duration", res.Duration.Round(time.Millisecond))
 	return res, nil
+}
+
+// mergeLimits derives the merge's limits from the options: MaxPathLen
+// applies to paths grown by resolving symlinks in parents too, and the node
+// limit defaults to twice the entries of all layers plus 4096.
+func mergeLimits(l Limits, layers []archive.LayerEntries) archive.MergeLimits {
+	ml := archive.MergeLimits{MaxNodes: l.MaxNodes, MaxPathLen: l.MaxPathLen}
+	if ml.MaxNodes <= 0 {
+		n := 4096
+		for _, le := range layers {
+			n += 2 * len(le.Entries)
+		}
+		ml.MaxNodes = min(n, archive.DefaultMaxNodes)
+	}
+	return ml
 }
 
 // source returns the image source of the options: Source parsed, or
