@@ -513,6 +513,31 @@ func catalogue() []catRow {
 			_, o := writeImage(t, dir, layers(gzipLayer(append(es, testimage.Entry{Name: strings.Repeat("l/", 30) + "f", Body: []byte("x")})...)))
 			return o
 		}},
+		{name: "symlinks in parents that walk down and up ('d/../' x 800, 40 hops)", want: archive.ErrLimit, msg: "walks more than 4096 path components", build: func(t *testing.T, dir string) ociclip.Options {
+			es := []testimage.Entry{{Name: "d/", Type: tar.TypeDir}}
+			for k := 0; k < 39; k++ {
+				es = append(es, testimage.Entry{Name: fmt.Sprintf("s%d", k), Type: tar.TypeSymlink, Linkname: strings.Repeat("d/../", 800) + fmt.Sprintf("s%d", k+1)})
+			}
+			es = append(es, testimage.Entry{Name: "s39", Type: tar.TypeSymlink, Linkname: "d"}, testimage.Entry{Name: "s0/f", Body: []byte("x")})
+			_, o := writeImage(t, dir, layers(gzipLayer(es...)))
+			return o
+		}},
+		{name: "30,000 chained hard links (success, in linear time)", build: func(t *testing.T, dir string) ociclip.Options {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			tw.WriteHeader(&tar.Header{Name: "l30000", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644, ModTime: testimage.DefaultTime})
+			tw.Write([]byte("x"))
+			for i := 29999; i >= 0; i-- {
+				tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("l%d", i), Typeflag: tar.TypeLink, Linkname: fmt.Sprintf("l%d", i+1), Mode: 0o644, ModTime: testimage.DefaultTime})
+			}
+			tw.Close()
+			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: buf.Bytes()}))
+			return o
+		}, check: func(t *testing.T, res *ociclip.Result, out string) {
+			if res.HardLinks != 30000 || res.Files != 30001 {
+				t.Errorf("%d hard links, %d files", res.HardLinks, res.Files)
+			}
+		}},
 		{name: "GNU sparse file", want: tarindex.ErrSparse, build: func(t *testing.T, dir string) ociclip.Options {
 			_, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "sparse", Type: tar.TypeGNUSparse,
 				Sparse: []testimage.SparseFragment{{Offset: 0, Length: 512}, {Offset: 8192, Length: 10}}, SparseSize: 16384, Body: make([]byte, 522)})))
