@@ -142,11 +142,14 @@ func benchIndex(b *testing.B, blob []byte, usize int, opts Options) {
 	}
 }
 
-// BenchmarkIndexGzip indexes the gzip layer: the default pipeline with and
-// without resume points, and the single-goroutine variant for comparison.
+// BenchmarkIndexGzip indexes the gzip layer: the default pipeline (inflate,
+// hash and walk on three goroutines) with and without resume points, the
+// two-goroutine variant (hash and walk together) and the single-goroutine
+// one for comparison.
 func BenchmarkIndexGzip(b *testing.B) {
 	l := getBenchLayer(b)
 	b.Run("pipeline/resume", func(b *testing.B) { benchIndex(b, l.gzip, len(l.tar), Options{}) })
+	b.Run("two/resume", func(b *testing.B) { benchIndex(b, l.gzip, len(l.tar), Options{mode: modeAsync}) })
 	b.Run("pipeline/noresume", func(b *testing.B) { benchIndex(b, l.gzip, len(l.tar), Options{SpanBytes: -1}) })
 	b.Run("single/resume", func(b *testing.B) { benchIndex(b, l.gzip, len(l.tar), Options{mode: modeSync}) })
 	b.Run("single/noresume", func(b *testing.B) { benchIndex(b, l.gzip, len(l.tar), Options{mode: modeSync, SpanBytes: -1}) })
@@ -156,6 +159,7 @@ func BenchmarkIndexGzip(b *testing.B) {
 func BenchmarkIndexZstd(b *testing.B) {
 	l := getBenchLayer(b)
 	b.Run("pipeline", func(b *testing.B) { benchIndex(b, l.zstd, len(l.tar), Options{}) })
+	b.Run("two", func(b *testing.B) { benchIndex(b, l.zstd, len(l.tar), Options{mode: modeAsync}) })
 	b.Run("single", func(b *testing.B) { benchIndex(b, l.zstd, len(l.tar), Options{mode: modeSync}) })
 }
 
@@ -163,6 +167,7 @@ func BenchmarkIndexZstd(b *testing.B) {
 func BenchmarkIndexPlain(b *testing.B) {
 	l := getBenchLayer(b)
 	b.Run("pipeline", func(b *testing.B) { benchIndex(b, l.tar, len(l.tar), Options{}) })
+	b.Run("two", func(b *testing.B) { benchIndex(b, l.tar, len(l.tar), Options{mode: modeAsync}) })
 	b.Run("single", func(b *testing.B) { benchIndex(b, l.tar, len(l.tar), Options{mode: modeSync}) })
 }
 

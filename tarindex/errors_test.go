@@ -125,7 +125,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, mode := range []int{modeSync, modeAsync} {
+			for _, mode := range []int{modeSync, modeAsync, modeHash} {
 				c.opts.mode = mode
 				_, err := index(t, c.blob, c.opts)
 				if c.want == nil {
@@ -158,7 +158,7 @@ func TestReaderError(t *testing.T) {
 	for _, c := range codecs {
 		blob := c.compress(t, u)
 		for _, cut := range []int{0, 1, 100, 300, len(blob) / 2, len(blob) - 1, len(blob)} {
-			for _, mode := range []int{modeSync, modeAsync} {
+			for _, mode := range []int{modeSync, modeAsync, modeHash} {
 				r := io.MultiReader(bytes.NewReader(blob[:cut]), iotest.ErrReader(boom))
 				_, err := Index(context.Background(), r, Options{MediaType: c.mediaType, mode: mode})
 				if !errors.Is(err, boom) {
@@ -258,7 +258,7 @@ func TestRandomInput(t *testing.T) {
 	for i := 0; i < n; i++ {
 		b := randomBytes(uint64(i), r.IntN(4000))
 		b = append(bytes.Clone(prefixes[i%len(prefixes)]), b...)
-		check(b, Options{mode: 1 + i%2})
+		check(b, Options{mode: 1 + i%3})
 		// mutate a valid blob: flip a few bytes, or cut it
 		base := bytes.Clone(bases[i%len(bases)])
 		for k := 0; k < 1+r.IntN(4); k++ {
@@ -267,7 +267,7 @@ func TestRandomInput(t *testing.T) {
 		if r.IntN(3) == 0 {
 			base = base[:r.IntN(len(base))]
 		}
-		check(base, Options{mode: 1 + i%2, SpanBytes: 16 << 10})
+		check(base, Options{mode: 1 + i%3, SpanBytes: 16 << 10})
 	}
 }
 
@@ -276,7 +276,7 @@ func TestCancel(t *testing.T) {
 	for _, c := range codecs {
 		t.Run(c.name, func(t *testing.T) {
 			blob := c.compress(t, u)
-			for _, mode := range []int{modeSync, modeAsync} {
+			for _, mode := range []int{modeSync, modeAsync, modeHash} {
 				before := runtime.NumGoroutine()
 				ctx, cancel := context.WithCancel(context.Background())
 				// Cancel once a quarter of the blob has been read.

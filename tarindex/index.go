@@ -12,6 +12,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/klauspost/compress/flate"
@@ -44,6 +45,7 @@ const (
 	modeDefault = iota
 	modeSync    // one goroutine: inflate, hash and walk in turn
 	modeAsync   // inflate on a second goroutine, hash and walk on the caller's
+	modeHash    // inflate, hash (sha256 and chunk CRCs) and walk on three goroutines
 )
 
 // Index reads one layer blob from r to its end and indexes it: the tar
@@ -133,6 +135,9 @@ type chunk struct {
 	ends []blockEnd
 	cin  int64 // blob bytes read when the chunk was complete
 	err  error // io.EOF after the last byte, or what stopped the decompressor
+	// refs counts the stages still using the chunk (modeHash: the hasher
+	// and the walker); the last one to release it returns it to the pool.
+	refs atomic.Int32
 }
 
 // producer decompresses the blob into chunks.
@@ -225,8 +230,11 @@ type ustream struct {
 	err     error // returned once cur is drained
 	next    func() *chunk
 	release func(*chunk)
+	// h and crcs hash every chunk in load, unless another goroutine does
+	// (hashed is set).
 	h       hash.Hash
 	crcs    chunkCRCs
+	hashed  bool
 	res     *cpResolver
 	// progress
 	progress func(Progress)
@@ -241,7 +249,7 @@ func (u *ustream) load() {
 		u.c = nil
 	}
 	c := u.next()
-	if c.n > 0 {
+	if c.n > 0 && !u.hashed {
 		u.h.Write(c.buf[:c.n])
 		u.crcs.write(c.buf[:c.n])
 	}
@@ -394,13 +402,13 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 	u := &ustream{h: sha256.New(), res: ix.resolver, progress: ix.opts.Progress, entries: &ix.res.Entries}
 	mode := ix.opts.mode
 	if mode == modeDefault {
-		mode = modeAsync
+		mode = modeHash
 	}
 	if mode == modeSync {
 		c := &chunk{}
 		u.next = func() *chunk { p.fill(c); return c }
 		u.release = func(*chunk) {}
-		return ix.walk(u)
+		return ix.walk(u, nil)
 	}
 	free := make(chan *chunk, pipelineDepth)
 	full := make(chan *chunk, pipelineDepth)
@@ -409,6 +417,23 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	// In modeHash a third goroutine hashes every chunk (sha256 for the
+	// DiffID, CRC-32C per 64 KiB) while the walker parses it; each chunk
+	// goes to both, and the last to release it returns it to free.
+	var hashq chan *chunk
+	var hashDone chan struct{}
+	users := int32(1)
+	if mode == modeHash {
+		users = 2
+		u.hashed = true
+		hashq = make(chan *chunk, pipelineDepth)
+		hashDone = make(chan struct{})
+	}
+	release := func(c *chunk) {
+		if c.refs.Add(-1) == 0 {
+			free <- c // never blocks: free holds every chunk
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -420,16 +445,41 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 				return
 			}
 			p.fill(c)
-			select {
-			case full <- c:
-			case <-done:
-				return
+			c.refs.Store(users)
+			// Neither send blocks: both channels have room for every chunk.
+			if hashq != nil {
+				hashq <- c
 			}
+			full <- c
 			if c.err != nil {
 				return
 			}
 		}
 	}()
+	if hashq != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var c *chunk
+				select {
+				case c = <-hashq:
+				case <-done:
+					return
+				}
+				if c.n > 0 {
+					u.h.Write(c.buf[:c.n])
+					u.crcs.write(c.buf[:c.n])
+				}
+				last := c.err != nil
+				release(c)
+				if last {
+					close(hashDone)
+					return
+				}
+			}
+		}()
+	}
 	defer func() {
 		close(done)
 		wg.Wait()
@@ -444,18 +494,29 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 	}
 	u.release = func(c *chunk) {
 		if c.buf != nil { // not the chunk that reports ctx's error
-			free <- c
+			release(c)
 		}
 	}
-	err := ix.walk(u)
-	if err != nil {
-		return err
+	// The walker has read the whole stream; the hasher may still be busy
+	// with the last chunks.
+	waitHash := func() error {
+		if hashDone == nil {
+			return nil
+		}
+		select {
+		case <-hashDone:
+			return nil
+		case <-ctx.Done():
+			return ctxErr(ctx)
+		}
 	}
-	return nil
+	return ix.walk(u, waitHash)
 }
 
 // walk reads the tar stream to its end and fills ix.res.
-func (ix *indexer) walk(u *ustream) error {
+// waitHash, when not nil, waits until another goroutine hashed the whole
+// stream (u.h and u.crcs are complete).
+func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 	tr := tar.NewReader(u)
 	interval := ix.opts.checkpointInterval()
 	var last int64 // nominal position of the last checkpoint (clip's lastCheckpoint)
@@ -502,6 +563,11 @@ func (ix *indexer) walk(u *ustream) error {
 	if u.c != nil {
 		u.release(u.c)
 		u.c = nil
+	}
+	if waitHash != nil {
+		if err := waitHash(); err != nil {
+			return err
+		}
 	}
 	if ix.resolver != nil {
 		ix.resolver.finish()
