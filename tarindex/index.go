@@ -232,10 +232,10 @@ type ustream struct {
 	release func(*chunk)
 	// h and crcs hash every chunk in load, unless another goroutine does
 	// (hashed is set).
-	h       hash.Hash
-	crcs    chunkCRCs
-	hashed  bool
-	res     *cpResolver
+	h      hash.Hash
+	crcs   chunkCRCs
+	hashed bool
+	res    *cpResolver
 	// progress
 	progress func(Progress)
 	lastProg int64
