@@ -48,6 +48,8 @@ type catRow struct {
 	msg   string // a substring the error message must hold (limit names)
 	// check inspects a successful run's archive.
 	check func(t *testing.T, res *ociclip.Result, out string)
+	// ctx, when set, gives the run's context (and may set callbacks in o).
+	ctx func(o *ociclip.Options) context.Context
 }
 
 // Layers used by many rows.
@@ -505,13 +507,26 @@ func catalogue() []catRow {
 			)))
 			return o
 		}},
+		// Merge builds a tree larger than the entries: missing parents are
+		// synthesized (one node per component, each holding its full path)
+		// and symlinks in parent paths are resolved. Before archive's
+		// MergeLimits, 300 entries of 4 KB "a/a/..." chains (a 12 KB gzip
+		// blob) made 600,001 nodes, 6.8 GiB of heap and a 1.2 GB archive.
 		{name: "symlinked parents resolve to a path over the default MaxPathLen", want: archive.ErrLimit, msg: "MaxPathLen 4096", build: func(t *testing.T, dir string) ociclip.Options {
-			var es []testimage.Entry
-			for k := 0; k < 30; k++ { // "l/l/l" (at most 62 bytes) resolves to 30 x 251 bytes
-				es = append(es, testimage.Entry{Name: strings.Repeat("l/", k) + "l", Type: tar.TypeSymlink, Linkname: strings.Repeat("x", 250)})
-			}
-			_, o := writeImage(t, dir, layers(gzipLayer(append(es, testimage.Entry{Name: strings.Repeat("l/", 30) + "f", Body: []byte("x")})...)))
+			_, o := writeImage(t, dir, layers(gzipLayer(symlinkedParents()...)))
 			return o
+		}},
+		{name: "limit MaxPathLen: symlinked parents resolve past a low limit (62-byte names, 7532-byte path)", want: archive.ErrLimit, msg: "MaxPathLen 300", build: func(t *testing.T, dir string) ociclip.Options {
+			_, o := writeImage(t, dir, layers(gzipLayer(symlinkedParents()...)))
+			return lim(o, ociclip.Limits{MaxPathLen: 300})
+		}},
+		{name: "limit MaxNodes (default, 2 x entries + 4096): 20 entries synthesize 20,000 parents", want: archive.ErrLimit, msg: "MaxNodes 4136", build: func(t *testing.T, dir string) ociclip.Options {
+			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: deepChains(20, 999)}))
+			return o
+		}},
+		{name: "limit MaxNodes: 150 nodes, limit 100", want: archive.ErrLimit, msg: "MaxNodes 100", build: func(t *testing.T, dir string) ociclip.Options {
+			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: tinyEntries(150)}))
+			return lim(o, ociclip.Limits{MaxNodes: 100})
 		}},
 		{name: "symlinks in parents that walk down and up ('d/../' x 800, 40 hops)", want: archive.ErrLimit, msg: "walks more than 4096 path components", build: func(t *testing.T, dir string) ociclip.Options {
 			es := []testimage.Entry{{Name: "d/", Type: tar.TypeDir}}
@@ -580,12 +595,56 @@ func catalogue() []catRow {
 			o.StorageImageRef = "UPPER/Case:tag"
 			return o
 		}},
+		{name: "context cancelled before the run", want: context.Canceled, build: func(t *testing.T, dir string) ociclip.Options {
+			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			return o
+		}, ctx: func(*ociclip.Options) context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}},
+		{name: "context cancelled while the second of three layers is indexed", want: context.Canceled, build: func(t *testing.T, dir string) ociclip.Options {
+			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: "noise", Body: noise(4 << 20)}), gzipLayer(baseEntries()...)))
+			o.Concurrency = 1
+			return o
+		}, ctx: func(o *ociclip.Options) context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			o.LayerProgress = func(p ociclip.LayerProgress) {
+				if p.LayerIndex == 2 && p.Stage == ociclip.StageIndexing {
+					cancel()
+				}
+			}
+			return ctx
+		}},
 		{name: "negative CheckpointMiB", want: ociclip.ErrOptions, build: func(t *testing.T, dir string) ociclip.Options {
 			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
 			o.CheckpointMiB = -1
 			return o
 		}},
 	}
+}
+
+// symlinkedParents are entries "l", "l/l", ... (symlinks to 250 x's, each
+// placed through the previous ones) and "l/.../l/f" (62 bytes), which
+// resolves to a 7532-byte path.
+func symlinkedParents() []testimage.Entry {
+	var es []testimage.Entry
+	for k := 0; k < 30; k++ {
+		es = append(es, testimage.Entry{Name: strings.Repeat("l/", k) + "l", Type: tar.TypeSymlink, Linkname: strings.Repeat("x", 250)})
+	}
+	return append(es, testimage.Entry{Name: strings.Repeat("l/", 30) + "f", Body: []byte("x")})
+}
+
+// deepChains is an uncompressed tar of n files, each depth directories
+// deep in its own chain, without the directories.
+func deepChains(n, depth int) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i := 0; i < n; i++ {
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/%sf", i, strings.Repeat("a/", depth-1)), Mode: 0o644, Typeflag: tar.TypeReg, ModTime: testimage.DefaultTime})
+	}
+	tw.Close()
+	return buf.Bytes()
 }
 
 // noise returns n pseudo-random bytes (incompressible).
@@ -657,7 +716,11 @@ func runRow(t *testing.T, r catRow, existing bool) {
 		}
 	}
 	before := listDir(parent)
-	res, err := ociclip.CreateFromOCILayout(context.Background(), opts)
+	ctx := context.Background()
+	if r.ctx != nil {
+		ctx = r.ctx(&opts)
+	}
+	res, err := ociclip.CreateFromOCILayout(ctx, opts)
 	if r.want == nil {
 		if err != nil {
 			t.Fatalf("CreateFromOCILayout: %v", err)
@@ -791,79 +854,4 @@ func TestCatalogueManyEntries(t *testing.T) {
 	if peak > 2048*n {
 		t.Errorf("peak heap %d bytes, more than 2 KiB per entry", peak)
 	}
-}
-
-// TestCatalogueKnownBugs holds hostile inputs that ociclip does not yet
-// answer correctly. Each subtest is named after the bug and the file that
-// must change; it fails until that is fixed (see the report of issue 6).
-//
-// Both come from archive.Merge building a tree much larger than the tar
-// entries: missing parents are synthesized (one node per path component,
-// each holding its full path), and symlinks in parent paths are resolved
-// (the node takes the resolved path). archive.MergeWithLimits now bounds
-// both (MaxNodes, MaxPathLen; Merge applies defaults of 10M nodes and 4096
-// bytes), but CreateFromOCILayout calls Merge, so Options.Limits does not
-// reach it.
-func TestCatalogueKnownBugs(t *testing.T) {
-	// BUG(ociclip.go: Options.Limits does not bound the merged tree): 20
-	// entries (one 1000-level chain each) with Limits.MaxEntries=1000 make
-	// 20,000 synthesized directories and +350 MiB of heap; at the default
-	// limits 300 such entries (a 12 KB gzip blob) made 600,001 nodes, 6.8
-	// GiB of heap, 79 s and a 1.2 GB archive. Fix: call
-	// archive.MergeWithLimits with a node limit derived from Options.Limits
-	// (MaxEntries, or a new MaxNodes field).
-	t.Run("BUG ociclip.go passes no node limit to the merge", func(t *testing.T) {
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		deep := strings.Repeat("a/", 998)
-		for i := 0; i < 20; i++ {
-			tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%d/%sf", i, deep), Mode: 0o644, Typeflag: tar.TypeReg, ModTime: testimage.DefaultTime})
-		}
-		tw.Close()
-		dir := t.TempDir()
-		_, o := writeImage(t, filepath.Join(dir, "layout"), layers(testimage.Layer{RawTar: buf.Bytes()}))
-		o.OutputPath = filepath.Join(dir, "deep.clip")
-		o.Limits = ociclip.Limits{MaxEntries: 1000}
-		var res *ociclip.Result
-		var err error
-		peak := peakHeap(func() { res, err = ociclip.CreateFromOCILayout(context.Background(), o) })
-		if !errors.Is(err, archive.ErrLimit) && !errors.Is(err, tarindex.ErrLimit) {
-			nodes := 0
-			if res != nil {
-				nodes = res.Nodes
-			}
-			t.Errorf("err = %v; want a limit error: 20 tar entries under MaxEntries=1000 made %d nodes (+%.0f MiB of heap)", err, nodes, float64(peak)/(1<<20))
-		}
-	})
-
-	// BUG(ociclip.go: Limits.MaxPathLen is not passed to the merge): entries
-	// of at most 62 bytes ("l/l/.../f") under MaxPathLen=300 produce a node
-	// path of 7532 bytes (30 symlinks "l" -> 250 x's). Fix: pass
-	// MaxPathLen in the archive.MergeLimits given to MergeWithLimits.
-	t.Run("BUG ociclip.go does not pass MaxPathLen to the merge", func(t *testing.T) {
-		long := strings.Repeat("x", 250)
-		var es []testimage.Entry
-		for k := 0; k < 30; k++ {
-			es = append(es, testimage.Entry{Name: strings.Repeat("l/", k) + "l", Type: tar.TypeSymlink, Linkname: long})
-		}
-		es = append(es, testimage.Entry{Name: strings.Repeat("l/", 30) + "f", Body: []byte("x")})
-		dir := t.TempDir()
-		_, o := writeImage(t, filepath.Join(dir, "layout"), layers(gzipLayer(es...)))
-		o.OutputPath = filepath.Join(dir, "sym.clip")
-		o.Limits = ociclip.Limits{MaxPathLen: 300}
-		_, err := ociclip.CreateFromOCILayout(context.Background(), o)
-		if err == nil || !strings.Contains(err.Error(), "MaxPathLen 300") {
-			a, rerr := archive.ReadFile(o.OutputPath)
-			longest := 0
-			if rerr == nil {
-				for _, n := range a.Nodes {
-					longest = max(longest, len(n.Path))
-				}
-			}
-			t.Errorf("err = %v; want an error naming MaxPathLen 300 (the archive's longest path has %d bytes)", err, longest)
-		}
-		if _, serr := os.Stat(o.OutputPath); err != nil && serr == nil {
-			t.Error("failed run left an output file")
-		}
-	})
 }
