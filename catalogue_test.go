@@ -463,6 +463,27 @@ func catalogue() []catRow {
 			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u}))
 			return o
 		}},
+		{name: "NUL in a GNU long name (archive/tar cuts the name there: success)", build: func(t *testing.T, dir string) ociclip.Options {
+			long := []byte("etc/evil\x00/../../../x")
+			u := ustarHeader("././@LongLink", 'L', octalSize(int64(len(long))))
+			u = append(u, long...)
+			u = append(u, make([]byte, 512-len(long))...)
+			u = append(u, ustarHeader("placeholder", tar.TypeReg, octalSize(0))...)
+			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: append(u, make([]byte, 1024)...)}))
+			return o
+		}, check: func(t *testing.T, res *ociclip.Result, out string) {
+			a, err := archive.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var paths []string
+			for _, n := range a.Nodes {
+				paths = append(paths, n.Path)
+			}
+			if !slices.Equal(paths, []string{"/", "/etc", "/etc/evil"}) {
+				t.Errorf("nodes %q", paths)
+			}
+		}},
 		{name: "absolute and dotted paths are taken relative to the root (success)", build: func(t *testing.T, dir string) ociclip.Options {
 			_, o := writeImage(t, dir, layers(gzipLayer(append(baseEntries(),
 				testimage.Entry{Name: "/abs/file", Body: []byte("abs")},

@@ -122,7 +122,11 @@ func FuzzCreateFromOCILayout(f *testing.F) {
 			}
 		}
 		opts := ociclip.Options{LayoutPath: layout, OutputPath: out, SpanBytes: 16 << 10, Limits: createLimits, StorageImageRef: "registry.example/fuzz:1"}
-		res, err := ociclip.CreateFromOCILayout(context.Background(), opts)
+		var res *ociclip.Result
+		var err error
+		allocBudget(t, 256<<20+64*uint64(len(layer1)+len(layer2)+len(manifestT)+len(configT)+len(indexT)), func() {
+			res, err = ociclip.CreateFromOCILayout(context.Background(), opts)
+		})
 		if err != nil {
 			if !wrapsOneOf(err, ociSentinels, tarSentinels, archiveSentinels, rootSentinels) {
 				t.Fatalf("error wraps no sentinel: %v", err)
