@@ -192,22 +192,42 @@ func TestIndexOtherSources(t *testing.T) {
 	copyTo("oci-archive:" + dir + "/bb.tar:1.35")
 	copyTo("dir:" + dir + "/bbdir")
 	copyTo("docker-archive:" + dir + "/bb-docker.tar:busybox:1.35")
-	lsOf := func(src string) string {
+	indexOf := func(src string) string {
 		out := filepath.Join(t.TempDir(), "x.clip")
-		if code, _, stderr := runCLI(t, "index", "-q", src, "-o", out); code != 0 {
+		if code, _, stderr := runCLI(t, "index", "-q", src, "-o", out, "--storage-ref", "docker.io/library/busybox:1.35"); code != 0 {
 			t.Fatalf("index %s: %s", src, stderr)
 		}
-		code, stdout, stderr := runCLI(t, "ls", "-R", out)
+		return out
+	}
+	lsOf := func(clip string) string {
+		code, stdout, stderr := runCLI(t, "ls", "-R", clip)
 		if code != 0 {
 			t.Fatalf("ls: %s", stderr)
 		}
 		return stdout
 	}
-	want := lsOf("oci:" + busybox + ":1.35")
-	for _, src := range []string{"oci-archive:" + dir + "/bb.tar:1.35", "dir:" + dir + "/bbdir", "docker-archive:" + dir + "/bb-docker.tar:busybox:1.35"} {
-		if got := lsOf(src); got != want {
-			t.Errorf("%s lists\n%s\nwant\n%s", src, got, want)
+	ociOut := indexOf("oci:" + busybox + ":1.35")
+	ociBytes, err := os.ReadFile(ociOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// oci-archive and dir: carry the same manifest and blobs: the archive is
+	// byte-for-byte the same.
+	for _, src := range []string{"oci-archive:" + dir + "/bb.tar:1.35", "dir:" + dir + "/bbdir"} {
+		b, err := os.ReadFile(indexOf(src))
+		if err != nil {
+			t.Fatal(err)
 		}
+		if !bytes.Equal(b, ociBytes) {
+			t.Errorf("%s: archive differs from the oci: layout's", src)
+		}
+	}
+	// docker-archive holds uncompressed layers (other digests, so other
+	// inodes): the same tree.
+	want := lsOf(ociOut)
+	dockerOut := indexOf("docker-archive:" + dir + "/bb-docker.tar:busybox:1.35")
+	if got := lsOf(dockerOut); got != want {
+		t.Errorf("docker-archive lists\n%s\nwant\n%s", got, want)
 	}
 	// cat reads through the index from an archive source too.
 	out := filepath.Join(t.TempDir(), "a.clip")
