@@ -322,16 +322,9 @@ func (r *FileReader) readLayer(la *layerAccess, want []byte, uoff int64) error {
 			return fmt.Errorf("%w: offset %d before the first zstd frame", ErrVerify, start)
 		}
 		srcOff = la.frames[i].UOff
-		var readers []io.Reader
-		for j := i; j < len(la.frames) && la.frames[j].UOff < end; j++ {
-			fr, err := tarindex.OpenFrame(la.blob, la.frames[j])
-			if err != nil {
-				return err
-			}
-			closers = append(closers, fr)
-			readers = append(readers, fr)
-		}
-		src = &countReader{r: io.MultiReader(readers...), n: &r.inflated, mu: &r.mu}
+		fs := &frameSeq{blob: la.blob, frames: la.frames[i:], end: end}
+		closers = append(closers, fs)
+		src = &countReader{r: fs, n: &r.inflated, mu: &r.mu}
 	}
 	if _, err := io.CopyN(io.Discard, src, start-srcOff); err != nil {
 		return fmt.Errorf("%w: skipping to offset %d: %v", ErrVerify, start, err)
@@ -389,4 +382,48 @@ func (c *countReader) Read(p []byte) (int, error) {
 	*c.n += int64(n)
 	c.mu.Unlock()
 	return n, err
+}
+
+// frameSeq reads the zstd frames that start before end one after the
+// other, opening each only when the previous one is exhausted, so that a
+// hostile frame index cannot make a read open thousands of decoders at once.
+type frameSeq struct {
+	blob   io.ReaderAt
+	frames []common.ZstdFrame
+	end    int64
+	cur    io.ReadCloser
+}
+
+func (s *frameSeq) Read(p []byte) (int, error) {
+	for {
+		if s.cur == nil {
+			if len(s.frames) == 0 || s.frames[0].UOff >= s.end {
+				return 0, io.EOF
+			}
+			fr, err := tarindex.OpenFrame(s.blob, s.frames[0])
+			if err != nil {
+				return 0, err
+			}
+			s.cur, s.frames = fr, s.frames[1:]
+		}
+		n, err := s.cur.Read(p)
+		if err == io.EOF {
+			err = s.cur.Close()
+			s.cur = nil
+			if err != nil || n > 0 {
+				return n, err
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (s *frameSeq) Close() error {
+	if s.cur == nil {
+		return nil
+	}
+	err := s.cur.Close()
+	s.cur = nil
+	return err
 }

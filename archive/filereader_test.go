@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -113,5 +114,31 @@ func TestFileReaderRangeOutsideStream(t *testing.T) {
 				t.Errorf("last 100 bytes: %v", err)
 			}
 		})
+	}
+}
+
+// TestFileReaderManyZstdFrames: a hostile frame index listing thousands of
+// frames inside one read does not make the reader open them all at once
+// (20,000 decoders: 44 MiB); the read fails on the first bad frame.
+func TestFileReaderManyZstdFrames(t *testing.T) {
+	a, blobs, _ := oneLayerArchive(t, testimage.ZstdMulti, true)
+	for _, z := range a.Storage.ZstdIdxByLayer {
+		f := z.Frames[0]
+		z.Frames = nil
+		for i := 0; i < 20000; i++ {
+			g := f
+			g.UOff, g.ULen = int64(i), 1
+			z.Frames = append(z.Frames, g)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := NewFileReader(a, blobs).ReadFile("/f")
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrVerify) && !errors.Is(err, tarindex.ErrCorrupt) {
+		t.Errorf("err = %v, want ErrVerify or ErrCorrupt", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Errorf("allocated %d MiB", n>>20)
 	}
 }
