@@ -119,7 +119,7 @@ func TestFileReaderRangeOutsideStream(t *testing.T) {
 
 // TestFileReaderManyZstdFrames: a hostile frame index listing thousands of
 // frames inside one read does not make the reader open them all at once
-// (20,000 decoders: 44 MiB); the read fails on the first bad frame.
+// (20,000 decoders: 26 MiB); the read fails on the first bad frame.
 func TestFileReaderManyZstdFrames(t *testing.T) {
 	a, blobs, _ := oneLayerArchive(t, testimage.ZstdMulti, true)
 	for _, z := range a.Storage.ZstdIdxByLayer {
