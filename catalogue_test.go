@@ -4,9 +4,9 @@ package ociclip_test
 // each built in a temporary directory, run through CreateFromOCILayout with
 // an output path, each with the sentinel error it must produce (errors.Is)
 // and, for every row, a check that the output path is left as it was (absent,
-// or a pre-existing file unchanged) and that no temporary file is left next
-// to it. Limits are checked end to end with one row per limit; the error
-// must name the limit.
+// or a pre-existing file unchanged), that no temporary file is left next
+// to it and that nothing in the layout changed. Limits are checked end to
+// end with one row per limit; the error must name the limit.
 
 import (
 	"archive/tar"
@@ -737,11 +737,15 @@ func runRow(t *testing.T, r catRow, existing bool) {
 		}
 	}
 	before := listDir(parent)
+	layoutBefore := snapshot(t, layout)
 	ctx := context.Background()
 	if r.ctx != nil {
 		ctx = r.ctx(&opts)
 	}
 	res, err := ociclip.CreateFromOCILayout(ctx, opts)
+	if after := snapshot(t, layout); !slices.Equal(layoutBefore, after) {
+		t.Errorf("the layout changed:\n%q\n%q", layoutBefore, after)
+	}
 	if r.want == nil {
 		if err != nil {
 			t.Fatalf("CreateFromOCILayout: %v", err)
@@ -774,6 +778,24 @@ func runRow(t *testing.T, r catRow, existing bool) {
 	if after := listDir(parent); !slices.Equal(before, after) {
 		t.Errorf("output directory was %v, is %v", before, after)
 	}
+}
+
+// snapshot lists every file below dir with its type, size and mtime.
+func snapshot(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a missing layout is some rows' input
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		out = append(out, fmt.Sprintf("%s %v %d %d", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano()))
+		return nil
+	})
+	return out
 }
 
 // listDir lists the names in dir (nil if it does not exist).
