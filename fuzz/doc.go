@@ -32,17 +32,19 @@
 //     a sentinel and leaves nothing in the output directory; a success is
 //     decoded by clip's ExtractMetadata and by archive.ReadFile, every node
 //     path is clean absolute, every file's data lies inside its layer, the
-//     files read through archive.FileReader equal the tar's bytes, and the
-//     output is reproducible.
+//     files read through archive.FileReader equal the tar's bytes, the
+//     output is reproducible and the run's allocation is bounded.
 //   - FuzzDecode: archive.Decode (header, index, storage info, extension
 //     section) of fuzzed bytes. Errors wrap ErrNotClip or ErrCorruptArchive;
 //     a decoded archive has sorted, unique, clean absolute node paths and
 //     survives Encode/Decode unchanged (and re-encodes to the same bytes);
 //     allocation is bounded by the input size.
 //   - FuzzFileReader: archive.FileReader over an archive that was encoded
-//     and decoded again, with one fuzzed resume point, node location and
-//     read range: a read returns the true bytes of the layer or an error
-//     (ErrVerify, tarindex.ErrCorrupt, ...), never wrong bytes.
+//     and decoded again, with one fuzzed resume point (or zstd frame),
+//     window, node location and read range: a read returns the true bytes
+//     of the layer or an error (ErrVerify, tarindex.ErrCorrupt), never
+//     wrong bytes, and an intact archive always reads; with the chunk
+//     checksums or the extension dropped, only the errors are checked.
 //
 // Targets kept in their packages: ociread.FuzzResolve, ociread.FuzzOpenArchive
 // and tarindex.FuzzIndex.
