@@ -94,6 +94,7 @@ func BenchmarkLayer(b *testing.B) {
 					b.SetBytes(l.usize)
 					b.ReportAllocs()
 					var entries int
+					cpu := startCPU()
 					for b.Loop() {
 						res, err := tarindex.Index(context.Background(), bytes.NewReader(l.blob), tarindex.Options{MediaType: l.mediaType})
 						if err != nil {
@@ -101,6 +102,7 @@ func BenchmarkLayer(b *testing.B) {
 						}
 						entries = len(res.Entries)
 					}
+					cpu.report(b)
 					b.ReportMetric(float64(entries), "entries")
 				})
 				b.Run("file", func(b *testing.B) {
@@ -109,6 +111,8 @@ func BenchmarkLayer(b *testing.B) {
 					desc := r.img.Layers[largestLayer(resolve(b, set.layout["gzip"], set.ref).img)]
 					b.SetBytes(l.usize)
 					b.ReportAllocs()
+					cpu := startCPU()
+					defer cpu.report(b)
 					for b.Loop() {
 						rc, err := r.layout.OpenBlob(desc)
 						if err != nil {
@@ -179,11 +183,12 @@ func BenchmarkImage(b *testing.B) {
 						StorageImageRef: "registry.example/bench:1", Concurrency: j}
 					b.SetBytes(usize)
 					b.ReportAllocs()
-					mem := startMem()
+					mem, cpu := startMem(), startCPU()
 					var res *ociclip.Result
 					for b.Loop() {
 						res = indexImage(b, opts)
 					}
+					cpu.report(b)
 					mem.report(b)
 					b.ReportMetric(float64(res.Nodes), "nodes")
 				})
@@ -208,6 +213,8 @@ func BenchmarkClip(b *testing.B) {
 		out := filepath.Join(b.TempDir(), "clip.clip")
 		b.SetBytes(usize)
 		b.ReportAllocs()
+		cpu := startCPU()
+		defer cpu.report(b)
 		for b.Loop() {
 			if err := clip.CreateFromOCIImage(context.Background(), clip.CreateFromOCIImageOptions{ImageRef: ref, OutputPath: out}); err != nil {
 				b.Fatal(err)
@@ -218,6 +225,8 @@ func BenchmarkClip(b *testing.B) {
 		out := filepath.Join(b.TempDir(), "out.clip")
 		b.SetBytes(usize)
 		b.ReportAllocs()
+		cpu := startCPU()
+		defer cpu.report(b)
 		for b.Loop() {
 			indexImage(b, ociclip.Options{LayoutPath: set.layout["gzip"], LayoutRef: set.ref, OutputPath: out,
 				StorageImageRef: "registry.example/bench:1"})
@@ -247,10 +256,11 @@ func BenchmarkFiles(b *testing.B) {
 			out := filepath.Join(b.TempDir(), "out.clip")
 			b.SetBytes(usize)
 			b.ReportAllocs()
-			mem := startMem()
+			mem, cpu := startMem(), startCPU()
 			for b.Loop() {
 				indexImage(b, ociclip.Options{LayoutPath: dir, LayoutRef: "bench", OutputPath: out})
 			}
+			cpu.report(b)
 			mem.report(b)
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/file")
 		})
@@ -292,10 +302,11 @@ func BenchmarkLayerSize(b *testing.B) {
 			out := filepath.Join(b.TempDir(), "out.clip")
 			b.SetBytes(int64(s.mib) << 20)
 			b.ReportAllocs()
-			mem := startMem()
+			mem, cpu := startMem(), startCPU()
 			for b.Loop() {
 				indexImage(b, ociclip.Options{LayoutPath: dir, LayoutRef: "bench", OutputPath: out})
 			}
+			cpu.report(b)
 			mem.report(b)
 		})
 	}

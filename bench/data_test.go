@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestMain(m *testing.M) {
 func tempDir(b testing.TB, name string) string {
 	b.Helper()
 	if tmpRoot == "" {
-		d, err := os.MkdirTemp("", "ociclip-bench-*")
+		d, err := os.MkdirTemp("", "ociclip-benchdata-*")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -331,6 +332,26 @@ func descs(img *ociread.Image) []v1.Descriptor {
 	d := append([]v1.Descriptor(nil), img.Layers...)
 	sort.Slice(d, func(i, j int) bool { return d[i].Size > d[j].Size })
 	return d
+}
+
+// cpuTime returns the user+system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter reports the CPU time (user+system, all goroutines) per
+// iteration as cpu-ms/op: on a shared machine it varies much less than the
+// wall time, and it is what concurrent work costs.
+type cpuMeter struct{ start time.Duration }
+
+func startCPU() cpuMeter { return cpuMeter{cpuTime()} }
+
+func (c cpuMeter) report(b *testing.B) {
+	b.ReportMetric(float64(cpuTime()-c.start)/1e6/float64(b.N), "cpu-ms/op")
 }
 
 func mib(n int64) string { return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/(1<<20)), ".0") }
