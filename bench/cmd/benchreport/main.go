@@ -28,6 +28,8 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,6 +67,7 @@ func main() {
 	r := &reporter{tmp: tmp}
 
 	fmt.Printf("ociclip benchmark report — %s, GOMAXPROCS %d, %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), runtime.GOMAXPROCS(0), cpuModel(), loadavg())
+	fmt.Printf("CPU available to this process: %.2f cores (a CPU-bound loop on GOMAXPROCS goroutines vs on one; a machine shared with other work gives less than GOMAXPROCS)\n", parallelism())
 	fmt.Printf("%d runs per measurement, interleaved; median [min–max]. Blobs are in the page cache (each measurement runs once before timing).\n", *runs)
 	fmt.Println("ratio = ociclip wall time / tool wall time over the same blobs (lower is better); RSS = max resident set size of the ociclip process.")
 	fmt.Println()
@@ -157,6 +160,7 @@ func main() {
 		}
 	}
 
+	fmt.Printf("At the end: load average %s, %.2f cores available.\n", loadavg(), parallelism())
 	if *cpuProfile != "" {
 		if err := r.profile(filepath.Join(*dataDir, "image"), *cpuProfile); err != nil {
 			log.Fatal(err)
@@ -409,6 +413,32 @@ func (r *reporter) profile(dir, file string) error {
 	_, err = ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: dir, LayoutRef: ref, OutputPath: filepath.Join(r.tmp, "prof.clip")})
 	pprof.StopCPUProfile()
 	return err
+}
+
+// parallelism measures how many cores a CPU-bound loop gets: the time of
+// one loop alone over the time of GOMAXPROCS copies, times GOMAXPROCS.
+func parallelism() float64 {
+	spin := func(n int) uint64 {
+		x := uint64(1)
+		for range n {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		return x
+	}
+	const n = 200_000_000
+	var sink atomic.Uint64
+	t := time.Now()
+	sink.Add(spin(n))
+	one := time.Since(t)
+	p := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	t = time.Now()
+	for range p {
+		wg.Add(1)
+		go func() { defer wg.Done(); sink.Add(spin(n)) }()
+	}
+	wg.Wait()
+	return float64(p) * one.Seconds() / time.Since(t).Seconds()
 }
 
 func ratioString(a, b []float64) string {
