@@ -517,7 +517,7 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 // waitHash, when not nil, waits until another goroutine hashed the whole
 // stream (u.h and u.crcs are complete).
 func (ix *indexer) walk(u *ustream, waitHash func() error) error {
-	tr := tar.NewReader(u)
+	tr := &tarReader{u: u}
 	interval := ix.opts.checkpointInterval()
 	var last int64 // nominal position of the last checkpoint (clip's lastCheckpoint)
 	headers := 0
