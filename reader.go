@@ -239,7 +239,9 @@ func replayLayer(b *layoutBlobs, d string, links map[string][]string) (map[strin
 		defer zr.Close()
 		rd = zr
 	case isZstd(magic):
-		zr, err := zstd.NewReader(sr, zstd.WithDecoderConcurrency(1))
+		// The same window cap as tarindex (128 MiB), so a hostile frame
+		// header cannot make the replay allocate more than indexing did.
+		zr, err := zstd.NewReader(sr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27), zstd.WithDecoderMaxMemory(1<<27), zstd.WithDecoderLowmem(true))
 		if err != nil {
 			return nil, err
 		}
