@@ -240,7 +240,7 @@ type ustream struct {
 	progress func(Progress)
 	lastProg int64
 	cin      int64
-	entries  *[]Entry
+	entries  *entryList
 }
 
 func (u *ustream) load() {
@@ -266,7 +266,7 @@ func (u *ustream) load() {
 	}
 	if u.progress != nil && u.cin-u.lastProg >= progressEvery {
 		u.lastProg = u.cin
-		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: len(*u.entries)})
+		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: u.entries.n})
 	}
 }
 
@@ -390,16 +390,62 @@ func (r *cpResolver) finish() {
 	r.pending = nil
 }
 
+// entryList collects entries in blocks and hands them over as one slice of
+// exactly the right length: appending to one slice would allocate (and
+// copy) about five times the final size, since append grows large slices by
+// 1.25x, and leave up to a quarter of it unused.
+type entryList struct {
+	blocks [][]Entry // full blocks
+	cur    []Entry
+	n      int
+}
+
+const (
+	minEntryBlock = 64
+	maxEntryBlock = 4096
+)
+
+func (l *entryList) add(e Entry) {
+	if len(l.cur) == cap(l.cur) {
+		size := minEntryBlock
+		if c := cap(l.cur); c > 0 {
+			l.blocks = append(l.blocks, l.cur)
+			size = min(2*c, maxEntryBlock)
+		}
+		l.cur = make([]Entry, 0, size)
+	}
+	l.cur = append(l.cur, e)
+	l.n++
+}
+
+// slice returns all entries in order (nil when there are none).
+func (l *entryList) slice() []Entry {
+	if len(l.blocks) == 0 {
+		if len(l.cur) == 0 {
+			return nil
+		}
+		return l.cur
+	}
+	out := make([]Entry, 0, l.n)
+	for _, b := range l.blocks {
+		out = append(out, b...)
+	}
+	out = append(out, l.cur...)
+	l.blocks, l.cur = nil, nil
+	return out
+}
+
 // indexer walks the tar stream.
 type indexer struct {
 	opts     Options
 	lim      Limits
 	res      Result
+	entries  entryList
 	resolver *cpResolver
 }
 
 func (ix *indexer) run(ctx context.Context, p *producer) error {
-	u := &ustream{h: sha256.New(), res: ix.resolver, progress: ix.opts.Progress, entries: &ix.res.Entries}
+	u := &ustream{h: sha256.New(), res: ix.resolver, progress: ix.opts.Progress, entries: &ix.entries}
 	mode := ix.opts.mode
 	if mode == modeDefault {
 		mode = modeHash
@@ -552,7 +598,7 @@ func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 			ix.resolver.request(pos)
 			last = pos
 		}
-		ix.res.Entries = append(ix.res.Entries, e)
+		ix.entries.add(e)
 	}
 	if ix.resolver != nil && u.pos > last {
 		ix.resolver.request(u.pos)
@@ -576,6 +622,7 @@ func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 	ix.res.UncompressedSize = u.pos
 	ix.res.DiffID = digest.NewDigestFromBytes(digest.SHA256, u.h.Sum(nil))
 	ix.res.ChunkSize, ix.res.ChunkCRCs = ChunkSize, u.crcs.finish()
+	ix.res.Entries = ix.entries.slice()
 	if u.progress != nil {
 		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: len(ix.res.Entries)})
 	}
