@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"path"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -101,7 +102,21 @@ func layerSeedTars(tb testing.TB) [][]byte {
 		{
 			{Name: "../escape", Body: []byte("no")},
 		},
+		{
+			// Plain USTAR variants (tarindex parses these itself): the
+			// prefix field, maximal octal fields, a header archive/tar
+			// writes with GNU base-256 numbers, a hand-made header with
+			// space-padded fields, then more ordinary entries.
+			{Name: strings.Repeat("p", 99) + "/" + strings.Repeat("q", 40) + "/file", Body: []byte("prefix"), Format: tar.FormatUSTAR},
+			{Name: "maxoctal", Body: []byte("m"), Uid: 2097151, Gid: 2097151, Mode: 0o7777, Format: tar.FormatUSTAR},
+			{Name: "base256", Body: []byte("b"), Uid: 1 << 30, Format: tar.FormatGNU},
+			{Raw: spacedHeader("spaced", 3, "abc")},
+			{Name: "dir/", Type: tar.TypeDir, Format: tar.FormatUSTAR},
+			{Name: "dir/link", Type: tar.TypeLink, Linkname: "spaced", Format: tar.FormatUSTAR},
+			{Name: "dir/sym", Type: tar.TypeSymlink, Linkname: "../maxoctal", Format: tar.FormatUSTAR},
+		},
 	}
+	first := len(tars) // the first hand-made stream
 	for _, es := range edge {
 		b, err := testimage.TarBytes(es)
 		if err != nil {
@@ -111,9 +126,32 @@ func layerSeedTars(tb testing.TB) [][]byte {
 	}
 	// Without the end-of-archive blocks (umoci insert), and cut inside a
 	// header and inside data.
-	t0 := tars[len(tars)-4]
+	t0 := tars[first]
 	tars = append(tars, t0[:len(t0)-1024], t0[:700], t0[:2000])
 	return tars
+}
+
+// spacedHeader is a USTAR entry written by hand with space-padded numeric
+// fields (as some old tars have) and body as data.
+func spacedHeader(name string, mode int, body string) []byte {
+	h := make([]byte, 512)
+	copy(h, name)
+	copy(h[100:], fmt.Sprintf("%6o \x00", mode))
+	copy(h[108:], "     0 \x00")
+	copy(h[116:], "     0 \x00")
+	copy(h[124:], fmt.Sprintf("%11o ", len(body)))
+	copy(h[136:], fmt.Sprintf("%11o ", 1700000000))
+	h[156] = tar.TypeReg
+	copy(h[257:], "ustar\x0000")
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%6o\x00 ", sum))
+	data := make([]byte, (len(body)+511)/512*512)
+	copy(data, body)
+	return append(h, data...)
 }
 
 func FuzzLayer(f *testing.F) {
