@@ -382,13 +382,17 @@ func (m *merger) remove(p string) {
 // A symlink loop is ErrSymlinkLoop.
 func (m *merger) put(n *tnode, layerDigest string) error {
 	dir, name := path.Split(n.clip.Path)
-	parent, real, err := m.walkDir(path.Clean(dir), true, layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
+	d := path.Clean(dir)
+	parent, real, err := m.walkDir(d, true, layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.clip.Path, err)
 	}
 	// The inode stays derived from the tar path, which hard links to this
-	// entry share.
-	n.clip.Path = path.Join(real, name)
+	// entry share. (Entry paths are clean, so with no symlink in the
+	// parents the path stays as it is.)
+	if real != d {
+		n.clip.Path = path.Join(real, name)
+	}
 	old := parent.children[name]
 	if old != nil && old.children != nil && n.clip.NodeType == common.DirNode {
 		// A directory over a directory: the upper one's attributes, both
@@ -415,15 +419,79 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 // without it, nil is returned for a path that does not lead to a directory.
 func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
 	cur, curPath := m.root, "/"
-	todo := strings.Split(strings.Trim(p, "/"), "/")
+	steps := 0
+	if strings.HasPrefix(p, "/") && path.Clean(p) == p {
+		// Fast path for a clean absolute path (every entry's parent): as
+		// long as its components are directories, found or created, the
+		// real path is a prefix of p, taken without allocating. At the
+		// first symlink the general walk below takes over.
+		for i := 1; i < len(p); steps++ {
+			if steps > m.lim.MaxPathLen {
+				return nil, "", m.walkLimitErr(p)
+			}
+			end := len(p)
+			if j := strings.IndexByte(p[i:], '/'); j >= 0 {
+				end = i + j
+			}
+			name := p[i:end]
+			child := cur.children[name]
+			switch {
+			case child != nil && child.children != nil:
+			case child != nil && child.clip.NodeType == common.SymLinkNode:
+				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec)
+			case !create:
+				return nil, "", nil
+			default:
+				var err error
+				if child, err = m.synthDir(cur, name, p[:end], layerDigest, mtime, mtimensec); err != nil {
+					return nil, "", err
+				}
+			}
+			cur, curPath = child, p[:end]
+			i = end + 1
+		}
+		return cur, curPath, nil
+	}
+	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec)
+}
+
+func (m *merger) walkLimitErr(p string) error {
+	return fmt.Errorf("%w: MaxPathLen %d: resolving %.60q walks more than %d path components (symlinks in parent paths)", ErrLimit, m.lim.MaxPathLen, p, m.lim.MaxPathLen)
+}
+
+// synthDir creates the missing directory name (at childPath) in cur.
+func (m *merger) synthDir(cur *tnode, name, childPath, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, error) {
+	if err := m.created(childPath); err != nil {
+		return nil, err
+	}
+	child := &tnode{
+		synth: true,
+		clip: &common.ClipNode{
+			Path:     childPath,
+			NodeType: common.DirNode,
+			Attr: fuse.Attr{
+				Ino: Inode(layerDigest, childPath), Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
+				Atime: mtime, Atimensec: mtimensec, Mtime: mtime, Mtimensec: mtimensec, Ctime: mtime, Ctimensec: mtimensec,
+			},
+		},
+		children: map[string]*tnode{},
+	}
+	cur.children[name] = child
+	return child, nil
+}
+
+// walkGeneral is walkDir of p from the directory cur (at curPath) on, for
+// the components of rest, after steps components were walked.
+func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+	todo := strings.Split(strings.Trim(rest, "/"), "/")
 	links := 0
 	// Symlink targets of up to MaxPathLen bytes, 40 of them, could make
 	// every entry walk some 80k components (a few ms each: a CPU bomb of
 	// a layer of many such entries); the walk may take MaxPathLen steps,
 	// twice the components of the longest path.
-	for steps := 0; len(todo) > 0; steps++ {
+	for ; len(todo) > 0; steps++ {
 		if steps > m.lim.MaxPathLen {
-			return nil, "", fmt.Errorf("%w: MaxPathLen %d: resolving %.60q walks more than %d path components (symlinks in parent paths)", ErrLimit, m.lim.MaxPathLen, p, m.lim.MaxPathLen)
+			return nil, "", m.walkLimitErr(p)
 		}
 		name := todo[0]
 		todo = todo[1:]
@@ -452,22 +520,10 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 		case !create:
 			return nil, "", nil
 		default:
-			if err := m.created(childPath); err != nil {
+			var err error
+			if child, err = m.synthDir(cur, name, childPath, layerDigest, mtime, mtimensec); err != nil {
 				return nil, "", err
 			}
-			child = &tnode{
-				synth: true,
-				clip: &common.ClipNode{
-					Path:     childPath,
-					NodeType: common.DirNode,
-					Attr: fuse.Attr{
-						Ino: Inode(layerDigest, childPath), Mode: syscall.S_IFDIR | 0o755, Nlink: 2,
-						Atime: mtime, Atimensec: mtimensec, Mtime: mtime, Mtimensec: mtimensec, Ctime: mtime, Ctimensec: mtimensec,
-					},
-				},
-				children: map[string]*tnode{},
-			}
-			cur.children[name] = child
 		}
 		cur, curPath = child, childPath
 	}
