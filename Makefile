@@ -33,13 +33,23 @@ bench-smoke:
 # Runs every Fuzz* target of the module (every package, found from the
 # test files) for $(FUZZTIME) each, in the package's directory, with short
 # minimization of new inputs ($(FUZZMINIMIZE)) so that the time goes to
-# fuzzing. Longer runs: make fuzz-smoke FUZZTIME=10m.
+# fuzzing. Longer runs: make fuzz-smoke FUZZTIME=10m. Go 1.26's fuzzing
+# coordinator can fail a run with "context deadline exceeded" when
+# -fuzztime expires during an execution (go.dev/issue/75804, fixed in Go
+# 1.27): such a run, which wrote no failing input, is reported and passes.
 FUZZMINIMIZE ?= 50x
 fuzz-smoke:
-	@set -e; for dir in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path '*/testdata/*') | xargs -n1 dirname | sort -u); do \
+	@set -e; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for dir in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path '*/testdata/*') | xargs -n1 dirname | sort -u); do \
 	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //' | sort -u); do \
 	    echo "fuzz $$dir $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$dir; \
+	    if $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$dir > $$out 2>&1; then \
+	      cat $$out; \
+	    elif grep -q 'context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+	      cat $$out; echo "fuzz-smoke: $$t: Go's -fuzztime deadline race (go.dev/issue/75804), no failing input: passed"; \
+	    else \
+	      cat $$out; exit 1; \
+	    fi; \
 	  done; \
 	done
 
