@@ -446,6 +446,10 @@ func ratioString(a, b []float64) string {
 	if len(a) == 0 || len(b) == 0 {
 		return "—"
 	}
+	if len(a) != len(b) {
+		// Not run in pairs: only the ratio of the medians means something.
+		return fmt.Sprintf("%.2f", median(a)/median(b))
+	}
 	var rs []float64
 	for i := range min(len(a), len(b)) {
 		rs = append(rs, a[i]/b[i])
