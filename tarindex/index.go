@@ -77,6 +77,12 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	if opts.mode != modeSync {
+		// The blob is read on its own goroutine (see readAhead).
+		ra := newReadAhead(r)
+		defer ra.stop()
+		r = ra
+	}
 	cr := &countingReader{r: r}
 	br := bufio.NewReaderSize(cr, blobBufSize)
 	magic, err := br.Peek(sniffLen)
