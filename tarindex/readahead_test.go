@@ -69,9 +69,10 @@ func TestReadAheadBrokenReaders(t *testing.T) {
 }
 
 // blockingReader blocks until release is closed.
-type blockingReader struct{ release chan struct{} }
+type blockingReader struct{ entered, release chan struct{} }
 
 func (b blockingReader) Read(p []byte) (int, error) {
+	close(b.entered)
 	<-b.release
 	return 0, io.EOF
 }
@@ -79,8 +80,9 @@ func (b blockingReader) Read(p []byte) (int, error) {
 func TestReadAheadStopWaitsForTheReader(t *testing.T) {
 	// stop must not return while the goroutine is inside the source's Read:
 	// Index promises it stopped reading r when it returns.
-	br := blockingReader{release: make(chan struct{})}
+	br := blockingReader{entered: make(chan struct{}), release: make(chan struct{})}
 	ra := newReadAhead(br)
+	<-br.entered
 	stopped := make(chan struct{})
 	go func() { ra.stop(); close(stopped) }()
 	time.Sleep(20 * time.Millisecond) // give a wrong stop the time to return
