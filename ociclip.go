@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -149,6 +150,15 @@ type Options struct {
 	// ImageName is recorded as ImageMetadata.Name; default StorageImageRef,
 	// else "oci:LayoutPath[:LayoutRef]".
 	ImageName string
+	// ReleaseMemory makes CreateFromOCILayout collect garbage and return
+	// freed memory to the operating system (debug.FreeOSMemory) between
+	// merging the layers and encoding the archive, when the per-layer
+	// entries have just become garbage and the encoder is about to
+	// allocate its buffers. It lowers the peak RSS of a one-shot process
+	// (the CLI sets it: 98-116 MiB -> 85 MiB for a 75k-file image) at the
+	// cost of one forced collection of the whole process's heap, which a
+	// long-running service may not want.
+	ReleaseMemory bool
 }
 
 // Limits bound resource use on hostile input; zero values mean the defaults.
@@ -281,6 +291,14 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	nodes, stats, err := archive.MergeWithLimits(entries, rootTime, mergeLimits(opts.Limits, entries))
 	if err != nil {
 		return nil, err
+	}
+	// The nodes hold what the writer needs of the entries: let the
+	// garbage collector have them while the archive is encoded.
+	for i := range entries {
+		entries[i].Entries, tres[i].Entries, results[i].Result.Entries = nil, nil, nil
+	}
+	if opts.ReleaseMemory {
+		debug.FreeOSMemory()
 	}
 
 	name := opts.ImageName

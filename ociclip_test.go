@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -303,6 +304,29 @@ func TestReproducible(t *testing.T) {
 	bb, _ := os.ReadFile(b)
 	if !bytes.Equal(ab, bb) {
 		t.Fatalf("two runs differ (%d vs %d bytes)", len(ab), len(bb))
+	}
+}
+
+// ReleaseMemory only changes when memory is collected: the archive and the
+// result are the same.
+func TestReleaseMemorySameOutput(t *testing.T) {
+	resA, _, a := index(t, "testdata/busybox", "1.35")
+	b := filepath.Join(t.TempDir(), "b.clip")
+	resB, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
+		LayoutPath: "testdata/busybox", LayoutRef: "1.35", StorageImageRef: busyboxStorageRef, OutputPath: b, ReleaseMemory: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, _ := os.ReadFile(a)
+	bb, _ := os.ReadFile(b)
+	if !bytes.Equal(ab, bb) {
+		t.Fatalf("ReleaseMemory changed the archive (%d vs %d bytes)", len(ab), len(bb))
+	}
+	resA.Duration, resB.Duration = 0, 0
+	resB.OutputPath = resA.OutputPath
+	if !reflect.DeepEqual(resA, resB) {
+		t.Fatalf("ReleaseMemory changed the result:\n%+v\n%+v", resA, resB)
 	}
 }
 

@@ -60,11 +60,13 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	// Size the index buffer from the nodes (an estimate a little above the
 	// encoded size): growing a buffer of tens of MiB by appending would
 	// allocate and copy several times that.
+	// Measured on a 75k-node image: 53 bytes per node besides the strings;
+	// 64 (+16 with a remote) leaves room for large ids and times.
 	hint := 1 << 10
 	for _, n := range nodes {
-		hint += 96 + len(n.Path) + len(n.Target) + len(n.ContentHash)
+		hint += 64 + len(n.Path) + len(n.Target) + len(n.ContentHash)
 		if n.Remote != nil {
-			hint += 32 + len(n.Remote.LayerDigest)
+			hint += 16 + len(n.Remote.LayerDigest)
 		}
 	}
 	index, err := enc.MarshalSize(nodes, hint)

@@ -165,6 +165,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		CacheDir:        *cacheDir,
 		Logger:          log,
 		LayerProgress:   rep.layer,
+		ReleaseMemory:   true, // one image per process: keep the peak RSS low
 	})
 	rep.finish(err)
 	if err != nil {
