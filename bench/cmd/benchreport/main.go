@@ -41,6 +41,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/archive"
 )
 
 const ref = "bench"
@@ -130,6 +131,7 @@ func main() {
 	fmt.Println()
 	fmt.Println("| layer (uncompressed) | blob | wall time | RSS |")
 	fmt.Println("|---|---|---|---|")
+	var imageRSS []int64
 	for _, d := range []string{"size64", "size512", "image"} {
 		m, ok := r.compare(d, "", 1)
 		if !ok {
@@ -138,10 +140,22 @@ func main() {
 		label := mib(m.usize)
 		if d == "image" {
 			label += " (the whole image, --jobs 1)"
+			imageRSS = m.ociclip.rss
 		}
 		fmt.Printf("| %s | %s | %s | %s |\n", label, mib(m.csize), m.ociclip.String(), m.ociclip.rssString())
 	}
 	fmt.Println()
+	if len(imageRSS) > 0 {
+		// The budget: 64 MiB plus what the node list needs, taken
+		// as the heap that holds the decoded archive (nodes and extension).
+		need, err := heapOfArchive(filepath.Join(r.tmp, "out.clip"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		budget := 64<<20 + need
+		fmt.Printf("Memory budget for the whole image: 64 MiB + %.0f MiB (the heap that holds its decoded archive: nodes and extension) = %.0f MiB; ociclip's peak RSS: median %.0f MiB with --jobs 1, at most %.0f MiB in any run of the image above.\n\n",
+			float64(need)/(1<<20), float64(budget)/(1<<20), float64(medianInt(imageRSS))/(1<<20), float64(max(slices.Max(imageRSS), slices.Max(gzipImage.ociclip.rss)))/(1<<20))
+	}
 
 	// 4. clip's own indexer on a loopback registry.
 	if *clipRuns > 0 && gzipImage.layers > 0 {
@@ -499,4 +513,20 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// heapOfArchive returns the heap bytes that hold the archive at path once
+// decoded (archive.ReadFile: the node list and the extension).
+func heapOfArchive(path string) (int64, error) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	a, err := archive.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(a)
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc), nil
 }
