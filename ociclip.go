@@ -22,6 +22,7 @@
 package ociclip
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -470,7 +472,14 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 			}
 		}()
 	}
-	for i := 0; i < n; i++ {
+	// Largest blob first: the image is done when its last layer is, and
+	// a large layer started last would run alone at the end.
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(img.Layers[b].Size, img.Layers[a].Size) })
+	for _, i := range order {
 		select {
 		case jobs <- i:
 			continue

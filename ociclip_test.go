@@ -3,6 +3,7 @@ package ociclip_test
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -13,7 +14,9 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -327,6 +330,29 @@ func TestReleaseMemorySameOutput(t *testing.T) {
 	resB.OutputPath = resA.OutputPath
 	if !reflect.DeepEqual(resA, resB) {
 		t.Fatalf("ReleaseMemory changed the result:\n%+v\n%+v", resA, resB)
+	}
+}
+
+// Layers are started largest blob first, so that a large layer does not run
+// alone at the end.
+func TestLayersStartLargestFirst(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int64
+	_, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
+		LayoutPath: "testdata/busybox", LayoutRef: "1.35", OutputPath: filepath.Join(t.TempDir(), "o.clip"), Concurrency: 1,
+		LayerProgress: func(p ociclip.LayerProgress) {
+			if p.Stage == ociclip.StageStarting {
+				mu.Lock()
+				sizes = append(sizes, p.CompressedTotal)
+				mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) != 3 || !slices.IsSortedFunc(sizes, func(a, b int64) int { return cmp.Compare(b, a) }) || sizes[0] == sizes[2] {
+		t.Fatalf("layers started in the order of sizes %v, want largest first", sizes)
 	}
 }
 
