@@ -9,7 +9,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path"
 	"path/filepath"
@@ -338,8 +340,19 @@ func TestReleaseMemorySameOutput(t *testing.T) {
 func TestLayersStartLargestFirst(t *testing.T) {
 	var mu sync.Mutex
 	var sizes []int64
+	// Manifest order: small, large, middle (uncompressed random bytes).
+	var layers []testimage.Layer
+	for i, n := range []int{1 << 10, 64 << 10, 16 << 10} {
+		body := make([]byte, n)
+		rand.New(rand.NewSource(int64(i))).Read(body)
+		layers = append(layers, testimage.Layer{Compression: testimage.None, Entries: []testimage.Entry{{Name: fmt.Sprintf("f%d", i), Body: body}}})
+	}
+	dir := t.TempDir()
+	if _, err := testimage.Write(dir, testimage.Ref{Name: "x", Image: &testimage.Image{Layers: layers}}); err != nil {
+		t.Fatal(err)
+	}
 	_, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
-		LayoutPath: "testdata/busybox", LayoutRef: "1.35", OutputPath: filepath.Join(t.TempDir(), "o.clip"), Concurrency: 1,
+		LayoutPath: dir, OutputPath: filepath.Join(t.TempDir(), "o.clip"), Concurrency: 1,
 		LayerProgress: func(p ociclip.LayerProgress) {
 			if p.Stage == ociclip.StageStarting {
 				mu.Lock()
