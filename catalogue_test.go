@@ -361,14 +361,15 @@ func catalogue() []catRow {
 		// A small blob is read whole (into the 64 KiB read buffer) before
 		// inflating starts, so its digest is compared first; in a larger
 		// one a changed byte breaks the deflate stream or the gzip CRC
-		// before the blob's end, where the digest is compared: the error is
-		// then ErrCorrupt (and names the layer digest).
+		// before the blob's end, where the digest is compared: ociclip then
+		// reads the rest of the blob, and the error is the digest mismatch
+		// (wrapping the decompression error too).
 		{name: "one byte of a small gzip layer changed", want: ociread.ErrDigestMismatch, build: func(t *testing.T, dir string) ociclip.Options {
 			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
 			testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], testimage.FlipByte(-6))
 			return o
 		}},
-		{name: "one byte of a 1 MiB gzip layer's deflate data changed", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
+		{name: "one byte of a 1 MiB gzip layer's deflate data changed", want: ociread.ErrDigestMismatch, msg: "reading it also failed", build: func(t *testing.T, dir string) ociclip.Options {
 			l, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "noise", Body: noise(1 << 20)})))
 			testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], testimage.FlipByte(300<<10))
 			return o
@@ -847,7 +848,7 @@ func peakHeap(fn func()) uint64 {
 // bounded memory (MaxUncompressedBytes bounds the time such a layer costs,
 // not the memory, which does not depend on the layer size).
 func TestCatalogueDefaultLimits(t *testing.T) {
-	if tarindex.DefaultMaxEntries != 10_000_000 || tarindex.DefaultMaxPathLen != 4096 || tarindex.DefaultMaxUncompressedBytes != 1<<40 ||
+	if tarindex.DefaultMaxEntries != 1_000_000 || tarindex.DefaultMaxPathLen != 4096 || tarindex.DefaultMaxUncompressedBytes != 1<<40 ||
 		ociread.DefaultMaxJSONBytes != 8<<20 || ociread.DefaultMaxIndexDepth != 8 {
 		t.Errorf("defaults changed: update the documentation (ociclip.Limits) and this test")
 	}
@@ -874,7 +875,7 @@ func TestCatalogueDefaultLimits(t *testing.T) {
 }
 
 // TestCatalogueManyEntries: ~200k tiny entries at the default limits; the
-// peak heap is logged per entry (the default MaxEntries allows 10 million
+// peak heap is logged per entry (the default MaxEntries allows 1 million
 // per layer, so this is what such a layer would cost) and bounded.
 func TestCatalogueManyEntries(t *testing.T) {
 	const n = 200_000
@@ -979,5 +980,25 @@ func TestCatalogueVerifyZstdWindow(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 160<<20 {
 		t.Errorf("Verify allocated %d MiB for a 109-byte layer blob (%v)", n>>20, verr)
+	}
+}
+
+// A tampered blob whose damage breaks decompression before its end reports
+// the digest mismatch (the blob is what is wrong) and still wraps the
+// decompression error; the output is not written.
+func TestTamperedLayerReportsDigestMismatch(t *testing.T) {
+	dir := t.TempDir()
+	l, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "noise", Body: noise(4 << 20)})))
+	testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], testimage.FlipByte(300<<10))
+	o.OutputPath = filepath.Join(t.TempDir(), "o.clip")
+	_, err := ociclip.CreateFromOCILayout(context.Background(), o)
+	if !errors.Is(err, ociread.ErrDigestMismatch) || !errors.Is(err, tarindex.ErrCorrupt) {
+		t.Fatalf("error %v: want ErrDigestMismatch wrapping ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), string(l.Images["t"].LayerDigests[0])) {
+		t.Errorf("error does not name the layer: %v", err)
+	}
+	if _, serr := os.Stat(o.OutputPath); !os.IsNotExist(serr) {
+		t.Errorf("output written: %v", serr)
 	}
 }

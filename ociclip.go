@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"runtime"
@@ -167,7 +168,7 @@ type Options struct {
 type Limits struct {
 	MaxJSONBytes         int64 // index.json, manifest, config (default 8 MiB)
 	MaxIndexDepth        int   // nested image indexes (default 8)
-	MaxEntries           int   // tar entries per layer (default 10 million)
+	MaxEntries           int   // tar entries per layer (default 1 million; about 750 bytes of peak memory each)
 	MaxPathLen           int   // bytes in an entry path (default 4096)
 	MaxUncompressedBytes int64 // per layer (default 1 TiB)
 	// MaxNodes bounds the merged tree, synthesized parent directories
@@ -240,6 +241,10 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.StorageImageRef == "" {
 		warn("no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
+	}
+	// Fail before minutes of indexing if the output cannot be written.
+	if err := archive.CheckOutput(opts.OutputPath); err != nil {
+		return nil, err
 	}
 	var cache *layercache.Cache
 	if opts.CacheDir != "" {
@@ -547,7 +552,7 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 	defer rc.Close()
 	r, err := tarindex.Index(ctx, rc, o)
 	if err != nil {
-		return nil, err
+		return nil, blobFault(ctx, rc, err)
 	}
 	if r.DiffID.String() != diffID {
 		return nil, fmt.Errorf("%w: uncompressed sha256 is %s, config rootfs.diff_ids says %s", ErrDiffIDMismatch, r.DiffID, diffID)
@@ -564,6 +569,36 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 		}
 	}
 	return lr, nil
+}
+
+// blobFault decides what a failed layer pass reports. When the pass stopped
+// early on the layer's content (corrupt compression, an unsafe path, a
+// limit), the rest of the blob is read through the verifying reader: if the
+// blob does not match its digest, the blob is what is wrong, and the error
+// says so first (wrapping both ociread.ErrDigestMismatch or ErrSizeMismatch
+// and the pass's error). Reading stops when ctx is done.
+func blobFault(ctx context.Context, rc io.Reader, err error) error {
+	if ctx.Err() != nil || errors.Is(err, ociread.ErrDigestMismatch) || errors.Is(err, ociread.ErrSizeMismatch) {
+		return err
+	}
+	_, derr := io.Copy(io.Discard, ctxReader{ctx, rc})
+	if errors.Is(derr, ociread.ErrDigestMismatch) || errors.Is(derr, ociread.ErrSizeMismatch) {
+		return fmt.Errorf("%w (reading it also failed: %w)", derr, err)
+	}
+	return err
+}
+
+// ctxReader stops reading when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // dockerVersion returns the config's "docker_version", which v1.Image lacks.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand"
 	"os"
 	"path"
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -510,5 +512,34 @@ func TestDockerMediaTypesAndPlatforms(t *testing.T) {
 		Platform: &v1.Platform{OS: "linux", Architecture: "s390x"}, OutputPath: filepath.Join(t.TempDir(), "x.clip")})
 	if !errors.Is(err, ociread.ErrPlatformNotFound) || !strings.Contains(err.Error(), "linux/arm64/v8") {
 		t.Errorf("missing platform: %v", err)
+	}
+}
+
+// An output that cannot be written fails before any layer is read, and
+// the check leaves nothing in the output's directory.
+func TestOutputCheckedBeforeIndexing(t *testing.T) {
+	dir := t.TempDir()
+	var started atomic.Int32
+	o := ociclip.Options{LayoutPath: "testdata/busybox", LayoutRef: "1.35",
+		LayerProgress: func(p ociclip.LayerProgress) { started.Add(1) }}
+	for _, tc := range []struct {
+		out  string
+		want error
+	}{{filepath.Join(dir, "missing", "o.clip"), fs.ErrNotExist}, {dir, syscall.EISDIR}} {
+		o.OutputPath = tc.out
+		if _, err := ociclip.CreateFromOCILayout(context.Background(), o); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), filepath.Dir(tc.out)) {
+			t.Errorf("%s: error %v, want %v naming the path", tc.out, err, tc.want)
+		}
+	}
+	if n := started.Load(); n != 0 {
+		t.Errorf("%d layer events before the output was found unwritable", n)
+	}
+	o.OutputPath = filepath.Join(dir, "o.clip")
+	if _, err := ociclip.CreateFromOCILayout(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || ents[0].Name() != "o.clip" {
+		t.Errorf("directory holds %v, want only o.clip", ents)
 	}
 }

@@ -111,19 +111,40 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	return nil
 }
 
+// CheckOutput tells early whether WriteFile could write path: path is not a
+// directory, and a temporary file can be created (and is removed at once) in
+// its directory. Errors are those WriteFile would return.
+func CheckOutput(path string) error {
+	f, err := createTemp(path)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// createTemp creates the temporary file WriteFile writes before renaming it
+// to path, after checking that path is not a directory.
+func createTemp(path string) (*os.File, error) {
+	if fi, statErr := os.Stat(path); statErr == nil && fi.IsDir() {
+		return nil, fmt.Errorf("output: %w", &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR})
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating output: %w", err)
+	}
+	return f, nil
+}
+
 // WriteFile writes the archive to path atomically: the bytes go to a
 // temporary file in the same directory, which is synced and renamed over
 // path only when everything succeeded. On failure path is left as it was.
 // A path that is a directory fails with an error wrapping syscall.EISDIR,
 // a missing directory with one wrapping fs.ErrNotExist.
 func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (err error) {
-	if fi, statErr := os.Stat(path); statErr == nil && fi.IsDir() {
-		return fmt.Errorf("output: %w", &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR})
-	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := createTemp(path)
 	if err != nil {
-		return fmt.Errorf("creating output: %w", err)
+		return err
 	}
 	tmp := f.Name()
 	defer func() {

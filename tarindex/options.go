@@ -9,7 +9,7 @@ import (
 const (
 	DefaultCheckpointMiB        = 2
 	DefaultSpanBytes            = 4 << 20
-	DefaultMaxEntries           = 10_000_000
+	DefaultMaxEntries           = 1_000_000
 	DefaultMaxPathLen           = 4096
 	DefaultMaxUncompressedBytes = 1 << 40
 )

@@ -192,6 +192,50 @@ func TestIndexFlagsErrors(t *testing.T) {
 	}
 }
 
+// Every limit has a flag; exceeding it fails (exit 1, no output) with an
+// error naming the limit and the flag, and raising it back succeeds.
+func TestIndexLimitFlags(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "x.clip")
+	for _, tc := range []struct{ flag, value, name string }{
+		{"--max-entries", "10", "MaxEntries"},
+		{"--max-nodes", "5", "MaxNodes"},
+		{"--max-path-len", "5", "MaxPathLen"},
+		{"--max-uncompressed", "1K", "MaxUncompressedBytes"},
+		{"--max-json-bytes", "100", "MaxJSONBytes"},
+	} {
+		code, _, stderr := runCLI(t, "index", "-q", "oci:"+busybox+":1.35", "-o", out, tc.flag, tc.value)
+		if code != 1 || !strings.Contains(stderr, tc.name) || !strings.Contains(stderr, "raise the limit with "+tc.flag) {
+			t.Errorf("%s %s: exit %d, %s", tc.flag, tc.value, code, stderr)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%s %s: output left behind (%v)", tc.flag, tc.value, err)
+		}
+	}
+	// Generous values index the image.
+	if code, _, stderr := runCLI(t, "index", "-q", "oci:"+busybox+":1.35", "-o", out, "--max-entries", "100", "--max-uncompressed", "64M",
+		"--max-json-bytes", "1MiB", "--max-nodes", "1000", "--max-path-len", "255", "--max-index-depth", "1"); code != 0 {
+		t.Errorf("generous limits: exit %d, %s", code, stderr)
+	}
+	for _, a := range [][]string{{"--max-entries", "-1"}, {"--max-uncompressed", "12Q"}, {"--max-json-bytes", "-5"}, {"--max-uncompressed", "99999999999T"}} {
+		if code, _, stderr := runCLI(t, "index", "oci:"+busybox+":1.35", "-o", out, a[0], a[1]); code != 2 || !strings.Contains(stderr, a[0][2:]) {
+			t.Errorf("%q: exit %d, %s", a, code, stderr)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "123": 123, "64K": 64 << 10, "8m": 8 << 20, "1G": 1 << 30, "1T": 1 << 40, "2MiB": 2 << 20, "3KB": 3 << 10, "7B": 7} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "K", "-1", "1.5G", "1P", "9223372036854775807K", "x"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
 // Two ociclip processes sharing a cache directory, at the same time.
 func TestConcurrentProcessesShareCache(t *testing.T) {
 	exe, err := os.Executable()

@@ -3,16 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"strconv"
 	"strings"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/ociread"
+	"github.com/ociclip/ociclip/tarindex"
 )
 
 const indexUsage = `Usage: ociclip index SOURCE -o OUT.clip [options]
@@ -38,6 +43,18 @@ and the options that shape it; a later run (of this or another image sharing
 layers) takes those layers from the cache without reading their blobs. The
 directory may be shared by concurrent runs; bad entries are reported, ignored
 and rewritten.
+
+Limits (0 = the default) bound what a hostile or broken image can make
+ociclip do; exceeding one fails with an error that names it:
+  --max-entries N         tar entries per layer (default 1000000; each costs
+                          about 750 bytes of memory until the archive is written)
+  --max-nodes N           nodes of the merged tree (default twice the entries
+                          of all layers plus 4096, at most 10000000)
+  --max-path-len N        bytes in a path (default 4096)
+  --max-uncompressed SIZE uncompressed bytes per layer (default 1T; SIZE takes
+                          a K, M, G or T suffix, powers of 1024)
+  --max-json-bytes SIZE   index.json, manifest or config (default 8M)
+  --max-index-depth N     nested image indexes (default 8)
 
 Progress goes to stderr: progress bars with bytes, throughput and ETA when
 stderr is a terminal, otherwise one line per layer start and finish (see
@@ -104,6 +121,13 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cacheDir := fs.String("cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
 	progressMode := fs.String("progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
 	logLevel := fs.String("log-level", "warn", "log records shown on stderr: debug, info, warn or error")
+	maxEntries := fs.Int("max-entries", 0, "limit: tar entries per layer (0: default 1000000)")
+	maxNodes := fs.Int("max-nodes", 0, "limit: nodes of the merged tree (0: default)")
+	maxPathLen := fs.Int("max-path-len", 0, "limit: bytes in a path (0: default 4096)")
+	var maxUncompressed, maxJSON sizeFlag
+	fs.Var(&maxUncompressed, "max-uncompressed", "limit: uncompressed bytes per layer, `SIZE` with K/M/G/T suffix (0: default 1T)")
+	fs.Var(&maxJSON, "max-json-bytes", "limit: bytes of index.json, a manifest or config, `SIZE` (0: default 8M)")
+	maxDepth := fs.Int("max-index-depth", 0, "limit: nested image indexes (0: default 8)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -138,6 +162,14 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *spanMiB == 0 || *spanMiB < -1 {
 		return fmt.Errorf("%w: --span-mib must be positive or -1, got %d", errUsage, *spanMiB)
 	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"max-entries", int64(*maxEntries)}, {"max-nodes", int64(*maxNodes)}, {"max-path-len", int64(*maxPathLen)}, {"max-index-depth", int64(*maxDepth)}} {
+		if l.v < 0 {
+			return fmt.Errorf("%w: --%s must not be negative, got %d", errUsage, l.name, l.v)
+		}
+	}
 	src, err := parseSource(pos[0], *ref)
 	if err != nil {
 		return err
@@ -166,10 +198,14 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:          log,
 		LayerProgress:   rep.layer,
 		ReleaseMemory:   true, // one image per process: keep the peak RSS low
+		Limits: ociclip.Limits{
+			MaxJSONBytes: int64(maxJSON), MaxIndexDepth: *maxDepth, MaxEntries: *maxEntries,
+			MaxPathLen: *maxPathLen, MaxUncompressedBytes: int64(maxUncompressed), MaxNodes: *maxNodes,
+		},
 	})
 	rep.finish(err)
 	if err != nil {
-		return err
+		return withLimitHint(err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -225,4 +261,61 @@ func spanBytes(mib int) int64 {
 		return -1
 	}
 	return int64(mib) << 20
+}
+
+// sizeFlag is a byte count given as a number with an optional K, M, G or T
+// suffix (powers of 1024).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+// parseSize parses "123", "64K", "8M", "1G" or "1T" (case-insensitive, an
+// optional trailing "B" or "iB" allowed) into bytes.
+func parseSize(v string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(v))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	shift := 0
+	if t != "" {
+		if i := strings.IndexByte("KMGT", t[len(t)-1]); i >= 0 {
+			shift = 10 * (i + 1)
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a size: %q (want a non-negative number with an optional K, M, G or T suffix)", v)
+	}
+	if n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("size %q is too large", v)
+	}
+	return n << shift, nil
+}
+
+// limitFlags maps the limit names in error messages to the flags that set them.
+var limitFlags = []struct{ name, flag string }{
+	{"MaxEntries", "--max-entries"}, {"MaxNodes", "--max-nodes"}, {"MaxPathLen", "--max-path-len"},
+	{"MaxUncompressedBytes", "--max-uncompressed"}, {"MaxJSONBytes", "--max-json-bytes"}, {"MaxIndexDepth", "--max-index-depth"},
+}
+
+// withLimitHint adds the flag that raises the limit a limit error names.
+func withLimitHint(err error) error {
+	if !errors.Is(err, tarindex.ErrLimit) && !errors.Is(err, archive.ErrLimit) && !errors.Is(err, ociread.ErrLimit) {
+		return err
+	}
+	msg := err.Error()
+	for _, l := range limitFlags {
+		if strings.Contains(msg, l.name) {
+			return fmt.Errorf("%w (raise the limit with %s if the image is legitimate)", err, l.flag)
+		}
+	}
+	return err
 }
