@@ -254,7 +254,7 @@ func Decode(b []byte) (*Archive, error) {
 		}
 		a.StorageType = w.Type
 		if w.Type == StorageTypeOCI {
-			if err := gob.NewDecoder(bytes.NewReader(w.Data)).Decode(&a.Storage); err != nil {
+			if err := decodeStorageInfo(w.Data, &a.Storage); err != nil {
 				return nil, fmt.Errorf("%w: oci storage info: %v", ErrCorruptArchive, err)
 			}
 		}
