@@ -108,7 +108,7 @@ func main() {
 	}
 	fmt.Println()
 	fmt.Println("The single-layer rows (size512: one 512 MiB layer) compare throughput on one layer: ociclip's pipeline spreads it")
-	fmt.Println("over three goroutines (inflate | sha256 + CRC-32C | tar walk), the tools use one thread. The multi-layer rows")
+	fmt.Println("over four goroutines (read-ahead + blob sha256 | inflate | sha256 + CRC-32C | tar walk), the tools use one thread. The multi-layer rows")
 	fmt.Println("also index up to GOMAXPROCS layers at once; the tool times are the sum over the blobs, one after another.")
 	fmt.Println()
 
