@@ -45,7 +45,7 @@ const (
 	modeDefault = iota
 	modeSync    // one goroutine: inflate, hash and walk in turn
 	modeAsync   // inflate on a second goroutine, hash and walk on the caller's
-	modeHash    // inflate, hash (sha256 and chunk CRCs) and walk on three goroutines
+	modeHash    // inflate, hash (sha256 and chunk CRCs) and walk on three goroutines (plus the read-ahead, as in modeAsync)
 )
 
 // Index reads one layer blob from r to its end and indexes it: the tar
