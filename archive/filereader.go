@@ -183,6 +183,9 @@ func (r *FileReader) ReadAt(n *common.ClipNode, b []byte, off int64) (int, error
 		return 0, fmt.Errorf("%s: negative offset %d", n.Path, off)
 	}
 	size := n.Remote.ULength
+	if len(b) == 0 {
+		return 0, nil // as os.File.ReadAt: nothing asked, nothing to report, at any offset
+	}
 	if off >= size {
 		return 0, io.EOF
 	}
