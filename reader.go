@@ -183,10 +183,10 @@ type replayed struct {
 func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
 	files := w.files[n.Remote.LayerDigest]
 	seen := map[string]bool{}
-	todo := []string{n.Path}
-	for len(todo) > 0 {
-		p := todo[0]
-		todo = todo[1:]
+	pending := []string{n.Path}
+	for len(pending) > 0 {
+		p := pending[0]
+		pending = pending[1:]
 		if seen[p] {
 			continue
 		}
@@ -194,7 +194,7 @@ func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
 		if h, ok := files[p]; ok {
 			return h, true
 		}
-		todo = append(todo, w.links[p]...)
+		pending = append(pending, w.links[p]...)
 	}
 	return [32]byte{}, false
 }

@@ -108,11 +108,11 @@ func (r *FileReader) get(p string) *common.ClipNode {
 func (r *FileReader) resolve(p string, followLast bool) (*common.ClipNode, error) {
 	orig := p
 	links := 0
-	todo := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
+	pending := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
 	cur := "/"
-	for len(todo) > 0 {
-		name := todo[0]
-		todo = todo[1:]
+	for len(pending) > 0 {
+		name := pending[0]
+		pending = pending[1:]
 		if name == "" || name == "." {
 			continue
 		}
@@ -125,7 +125,7 @@ func (r *FileReader) resolve(p string, followLast bool) (*common.ClipNode, error
 		if n == nil {
 			return nil, fmt.Errorf("%s: %w", orig, ErrNotFound)
 		}
-		if n.NodeType == common.SymLinkNode && (len(todo) > 0 || followLast) {
+		if n.NodeType == common.SymLinkNode && (len(pending) > 0 || followLast) {
 			links++
 			if links > maxSymlinks {
 				return nil, fmt.Errorf("%s: %w", orig, ErrSymlinkLoop)
@@ -134,10 +134,10 @@ func (r *FileReader) resolve(p string, followLast bool) (*common.ClipNode, error
 			if strings.HasPrefix(t, "/") {
 				cur = "/"
 			}
-			todo = append(strings.Split(strings.Trim(t, "/"), "/"), todo...)
+			pending = append(strings.Split(strings.Trim(t, "/"), "/"), pending...)
 			continue
 		}
-		if len(todo) > 0 && n.NodeType != common.DirNode {
+		if len(pending) > 0 && n.NodeType != common.DirNode {
 			return nil, fmt.Errorf("%s: %s is not a directory: %w", orig, next, ErrNotFound)
 		}
 		cur = next

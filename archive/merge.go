@@ -483,18 +483,18 @@ func (m *merger) synthDir(cur *tnode, name, childPath, layerDigest string, mtime
 // walkGeneral is walkDir of p from the directory cur (at curPath) on, for
 // the components of rest, after steps components were walked.
 func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
-	todo := strings.Split(strings.Trim(rest, "/"), "/")
+	pending := strings.Split(strings.Trim(rest, "/"), "/")
 	links := 0
 	// Symlink targets of up to MaxPathLen bytes, 40 of them, could make
 	// every entry walk some 80k components (a few ms each: a CPU bomb of
 	// a layer of many such entries); the walk may take MaxPathLen steps,
 	// twice the components of the longest path.
-	for ; len(todo) > 0; steps++ {
+	for ; len(pending) > 0; steps++ {
 		if steps > m.lim.MaxPathLen {
 			return nil, "", m.walkLimitErr(p)
 		}
-		name := todo[0]
-		todo = todo[1:]
+		name := pending[0]
+		pending = pending[1:]
 		switch name {
 		case "", ".":
 			continue
@@ -515,7 +515,7 @@ func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, cre
 			if strings.HasPrefix(t, "/") {
 				cur, curPath = m.root, "/"
 			}
-			todo = append(strings.Split(strings.Trim(t, "/"), "/"), todo...)
+			pending = append(strings.Split(strings.Trim(t, "/"), "/"), pending...)
 			continue
 		case !create:
 			return nil, "", nil
