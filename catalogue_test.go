@@ -34,6 +34,7 @@ import (
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/limits"
 	"github.com/ociclip/ociclip/ociread"
 	"github.com/ociclip/ociclip/tarindex"
 )
@@ -225,14 +226,14 @@ func catalogue() []catRow {
 			os.WriteFile(filepath.Join(dir, "index.json"), []byte("{\"schemaVersion\":2,\"manifests\":[{"), 0o644)
 			return o
 		}},
-		{name: "index.json over the default JSON limit (9 MiB)", want: ociread.ErrLimit, msg: "MaxJSONBytes=8388608", build: func(t *testing.T, dir string) ociclip.Options {
+		{name: "index.json over the default JSON limit (9 MiB)", want: ociread.ErrLimit, msg: "MaxJSONBytes 8388608", build: func(t *testing.T, dir string) ociclip.Options {
 			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
 			b, _ := json.Marshal(l.Index)
 			b = append(b, bytes.Repeat([]byte(" "), 9<<20)...) // still valid JSON
 			os.WriteFile(filepath.Join(dir, "index.json"), b, 0o644)
 			return o
 		}},
-		{name: "limit MaxJSONBytes: manifest over a low limit", want: ociread.ErrLimit, msg: "MaxJSONBytes=300", build: func(t *testing.T, dir string) ociclip.Options {
+		{name: "limit MaxJSONBytes: manifest over a low limit", want: ociread.ErrLimit, msg: "MaxJSONBytes 300", build: func(t *testing.T, dir string) ociclip.Options {
 			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...), gzipLayer(baseEntries()...)))
 			return lim(o, ociclip.Limits{MaxJSONBytes: 300})
 		}},
@@ -245,14 +246,14 @@ func catalogue() []catRow {
 		// children's digests, so a cycle needs a document that contains
 		// (indirectly) its own sha256. ociread's own tests build one with
 		// digest checks off (ErrCycle). What a layout can do is nest deep.
-		{name: "limit MaxIndexDepth: 9 nested indexes at the default limit (8)", want: ociread.ErrLimit, msg: "MaxIndexDepth=8", build: func(t *testing.T, dir string) ociclip.Options {
+		{name: "limit MaxIndexDepth: 9 nested indexes at the default limit (8)", want: ociread.ErrLimit, msg: "MaxIndexDepth 8", build: func(t *testing.T, dir string) ociclip.Options {
 			l, o := twoPlatforms(t, dir)
 			top := nestIndex(t, dir, l.Nested["t"], 8)
 			top.Annotations = map[string]string{v1.AnnotationRefName: "t"}
 			writeIndexJSON(t, dir, top)
 			return o
 		}},
-		{name: "limit MaxIndexDepth: 3 nested indexes, limit 2", want: ociread.ErrLimit, msg: "MaxIndexDepth=2", build: func(t *testing.T, dir string) ociclip.Options {
+		{name: "limit MaxIndexDepth: 3 nested indexes, limit 2", want: ociread.ErrLimit, msg: "MaxIndexDepth 2", build: func(t *testing.T, dir string) ociclip.Options {
 			l, o := twoPlatforms(t, dir)
 			top := nestIndex(t, dir, l.Nested["t"], 2)
 			top.Annotations = map[string]string{v1.AnnotationRefName: "t"}
@@ -848,8 +849,8 @@ func peakHeap(fn func()) uint64 {
 // bounded memory (MaxUncompressedBytes bounds the time such a layer costs,
 // not the memory, which does not depend on the layer size).
 func TestCatalogueDefaultLimits(t *testing.T) {
-	if tarindex.DefaultMaxEntries != 1_000_000 || tarindex.DefaultMaxPathLen != 4096 || tarindex.DefaultMaxUncompressedBytes != 1<<40 ||
-		ociread.DefaultMaxJSONBytes != 8<<20 || ociread.DefaultMaxIndexDepth != 8 {
+	if limits.DefaultMaxEntries != 1_000_000 || limits.DefaultMaxPathLen != 4096 || limits.DefaultMaxUncompressedBytes != 1<<40 ||
+		limits.DefaultMaxJSONBytes != 8<<20 || limits.DefaultMaxIndexDepth != 8 {
 		t.Errorf("defaults changed: update the documentation (ociclip.Limits) and this test")
 	}
 	dir := t.TempDir()
@@ -891,7 +892,7 @@ func TestCatalogueManyEntries(t *testing.T) {
 	}
 	fi, _ := os.Stat(o.OutputPath)
 	t.Logf("%d entries in %v: peak heap +%.1f MiB (%d bytes per entry), archive %d bytes; at the default MaxEntries (%d) one layer would need about %.1f GiB",
-		n, time.Since(start).Round(time.Millisecond), float64(peak)/(1<<20), peak/n, fi.Size(), tarindex.DefaultMaxEntries, float64(peak)/n*tarindex.DefaultMaxEntries/(1<<30))
+		n, time.Since(start).Round(time.Millisecond), float64(peak)/(1<<20), peak/n, fi.Size(), limits.DefaultMaxEntries, float64(peak)/n*limits.DefaultMaxEntries/(1<<30))
 	if res.Files != n {
 		t.Errorf("%d files", res.Files)
 	}

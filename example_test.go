@@ -3,6 +3,7 @@ package ociclip_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
@@ -100,13 +101,13 @@ func ExampleOpenReader() {
 		log.Fatal(err)
 	}
 	defer r.Close()
-	passwd, err := r.ReadFile("/etc/passwd")
+	passwd, err := fs.ReadFile(r, "etc/passwd") // Reader is an fs.FS
 	if err != nil {
 		log.Fatal(err)
 	}
 	first, _, _ := strings.Cut(string(passwd), "\n")
 	fmt.Println(first)
-	n, err := r.Stat("/bin/sh") // symlinks are followed
+	n, err := r.Node("/bin/sh") // clip's node; symlinks are followed
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/layercache"
+	"github.com/ociclip/ociclip/limits"
 	"github.com/ociclip/ociclip/ociread"
 	"github.com/ociclip/ociclip/tarindex"
 )
@@ -362,7 +363,7 @@ func mergeLimits(l Limits, layers []archive.LayerEntries) archive.MergeLimits {
 		for _, le := range layers {
 			n += 2 * len(le.Entries)
 		}
-		ml.MaxNodes = min(n, archive.DefaultMaxNodes)
+		ml.MaxNodes = min(n, limits.DefaultMaxNodes)
 	}
 	return ml
 }

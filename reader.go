@@ -1,37 +1,73 @@
 package ociclip
 
 import (
-	"archive/tar"
-	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
+	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/beam-cloud/clip/pkg/common"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/ociread"
 )
 
-// ErrMismatch: a file read through the index differs from the sequential
-// replay of its layer.
-var ErrMismatch = errors.New("file content mismatch")
+// Errors of the Reader; returned errors wrap them.
+var (
+	// ErrNotFound: no node at that path (fs.ErrNotExist matches too).
+	ErrNotFound = fmt.Errorf("no such file: %w", fs.ErrNotExist)
+	// ErrNotRegular: the path names a directory (or a symlink when links are
+	// not followed), which has no bytes to read.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrVerify: bytes inflated through the index do not match the checksums
+	// recorded when the layer was indexed (a wrong checkpoint, a changed
+	// blob, a corrupt index). The reader never returns such bytes.
+	ErrVerify = errors.New("layer data does not match the index")
+)
 
-// Reader reads the files of a .clip archive from the layer blobs of the
-// local layout it was made from, through the archive's checkpoints.
-type Reader struct {
-	*archive.FileReader
-	Archive *archive.Archive
-	lb      *layoutBlobs
+// BlobOpener gives random access to a layer blob by its digest.
+type BlobOpener interface {
+	OpenLayer(digest string) (io.ReaderAt, int64, error)
 }
+
+// Reader reads the files of a .clip archive through its index: for a gzip
+// layer it inflates from the nearest resumable checkpoint before the data
+// (at most one span plus one checksum chunk), for a zstd layer it decodes
+// from the start of the frame holding the data, and for an uncompressed
+// layer it reads the bytes in place. Every checksum chunk it inflates or
+// reads is verified against the CRC-32C recorded at indexing time when the
+// archive has them.
+//
+// Reader is an fs.FS (also fs.StatFS, fs.ReadFileFS and fs.ReadDirFS):
+// names are slash-separated and unrooted ("etc/passwd", "." for the root),
+// symlinks are followed inside the image root as a mount would follow
+// them. Node and Lnode look up clip's nodes by absolute path. A Reader is
+// safe for concurrent use.
+type Reader struct {
+	a      *archive.Archive
+	blobs  BlobOpener
+	closer io.Closer
+
+	mu     sync.Mutex
+	layers map[string]*layerAccess
+
+	// inflated counts the uncompressed bytes produced by decompression.
+	inflated atomic.Int64
+}
+
+var (
+	_ fs.FS         = (*Reader)(nil)
+	_ fs.StatFS     = (*Reader)(nil)
+	_ fs.ReadFileFS = (*Reader)(nil)
+	_ fs.ReadDirFS  = (*Reader)(nil)
+)
 
 // OpenReader opens the archive at archivePath and the image source that
 // holds its layer blobs: a layout directory, or any source string
@@ -51,26 +87,369 @@ func OpenReader(archivePath, source string) (*Reader, error) {
 		return nil, err
 	}
 	lb := &layoutBlobs{l: l, open: map[string]io.Closer{}}
-	return &Reader{FileReader: archive.NewFileReader(a, lb), Archive: a, lb: lb}, nil
+	r := NewReader(a, lb)
+	r.closer = lb
+	return r, nil
 }
 
-// Close releases the open blob files.
-func (r *Reader) Close() error {
-	lb := r.lb
-	lb.mu.Lock()
-	defer lb.mu.Unlock()
-	var first error
-	for _, f := range lb.open {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	lb.open = map[string]io.Closer{}
-	if err := lb.l.Close(); err != nil && first == nil {
-		first = err
-	}
-	return first
+// NewReader returns a reader of a's files whose layer bytes come from
+// blobs. Close does not close blobs.
+func NewReader(a *archive.Archive, blobs BlobOpener) *Reader {
+	return &Reader{a: a, blobs: blobs, layers: map[string]*layerAccess{}}
 }
+
+// Archive returns the decoded archive the reader reads.
+func (r *Reader) Archive() *archive.Archive { return r.a }
+
+// Close releases the blob files OpenReader opened.
+func (r *Reader) Close() error {
+	if r.closer == nil {
+		return nil
+	}
+	return r.closer.Close()
+}
+
+// Inflated returns the number of uncompressed bytes decompressed so far,
+// for tests and benchmarks that check reads stay within one span.
+func (r *Reader) Inflated() int64 { return r.inflated.Load() }
+
+// Lnode returns the node at the absolute path p without following a final
+// symlink (intermediate symlinks are followed).
+func (r *Reader) Lnode(p string) (*common.ClipNode, error) {
+	return r.resolve(p, false)
+}
+
+// Node returns the node at the absolute path p, following symlinks as a
+// filesystem would.
+func (r *Reader) Node(p string) (*common.ClipNode, error) {
+	return r.resolve(p, true)
+}
+
+func (r *Reader) get(p string) *common.ClipNode {
+	nodes := r.a.Nodes
+	i := sort.Search(len(nodes), func(i int) bool { return nodes[i].Path >= p })
+	if i < len(nodes) && nodes[i].Path == p {
+		return nodes[i]
+	}
+	return nil
+}
+
+// resolve walks p component by component, substituting symlink targets
+// (absolute ones from the root, relative ones from their directory).
+func (r *Reader) resolve(p string, followLast bool) (*common.ClipNode, error) {
+	orig := p
+	links := 0
+	pending := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
+	cur := "/"
+	for len(pending) > 0 {
+		name := pending[0]
+		pending = pending[1:]
+		if name == "" || name == "." {
+			continue
+		}
+		if name == ".." {
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, name)
+		n := r.get(next)
+		if n == nil {
+			return nil, fmt.Errorf("%s: %w", orig, ErrNotFound)
+		}
+		if n.NodeType == common.SymLinkNode && (len(pending) > 0 || followLast) {
+			links++
+			if links > archive.MaxSymlinks {
+				return nil, fmt.Errorf("%s: %w", orig, archive.ErrSymlinkLoop)
+			}
+			t := n.Target
+			if strings.HasPrefix(t, "/") {
+				cur = "/"
+			}
+			pending = append(strings.Split(strings.Trim(t, "/"), "/"), pending...)
+			continue
+		}
+		if len(pending) > 0 && n.NodeType != common.DirNode {
+			return nil, fmt.Errorf("%s: %s is not a directory: %w", orig, next, ErrNotFound)
+		}
+		cur = next
+	}
+	n := r.get(cur)
+	if n == nil {
+		return nil, fmt.Errorf("%s: %w", orig, ErrNotFound)
+	}
+	return n, nil
+}
+
+// OpenNode returns a reader of the bytes of the regular file node n (from
+// Node or Lnode): an io.SectionReader, so io.ReaderAt, io.Seeker and
+// io.Reader at once.
+func (r *Reader) OpenNode(n *common.ClipNode) (*io.SectionReader, error) {
+	if n.NodeType != common.FileNode || n.Remote == nil {
+		return nil, fmt.Errorf("%s: %w", n.Path, ErrNotRegular)
+	}
+	return io.NewSectionReader(nodeReaderAt{r, n}, 0, n.Remote.ULength), nil
+}
+
+// nodeReaderAt is the io.ReaderAt of one file node.
+type nodeReaderAt struct {
+	r *Reader
+	n *common.ClipNode
+}
+
+func (x nodeReaderAt) ReadAt(b []byte, off int64) (int, error) { return x.r.readAt(x.n, b, off) }
+
+// readAt reads len(b) bytes of file node n from offset off, as
+// io.ReaderAt: fewer bytes only at the end of the file, with io.EOF.
+func (r *Reader) readAt(n *common.ClipNode, b []byte, off int64) (int, error) {
+	if n.NodeType != common.FileNode || n.Remote == nil {
+		return 0, fmt.Errorf("%s: %w", n.Path, ErrNotRegular)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%s: negative offset %d", n.Path, off)
+	}
+	size := n.Remote.ULength
+	if len(b) == 0 {
+		return 0, nil // as os.File.ReadAt: nothing asked, nothing to report, at any offset
+	}
+	if off >= size {
+		return 0, io.EOF
+	}
+	want := b
+	if int64(len(want)) > size-off {
+		want = want[:size-off]
+	}
+	la, err := r.checkedLayer(n)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.readLayer(la, want, n.Remote.UOffset+off); err != nil {
+		return 0, fmt.Errorf("%s: %w", n.Path, err)
+	}
+	if len(want) < len(b) {
+		return len(want), io.EOF
+	}
+	return len(want), nil
+}
+
+// checkedLayer returns the layer of file node n after checking that the
+// node's bytes lie inside its uncompressed stream.
+func (r *Reader) checkedLayer(n *common.ClipNode) (*layerAccess, error) {
+	la, err := r.layer(n.Remote.LayerDigest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Path, err)
+	}
+	if err := la.checkRange(n.Remote.UOffset, n.Remote.ULength); err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Path, err)
+	}
+	return la, nil
+}
+
+// fsNode resolves an fs.FS name (symlinks followed).
+func (r *Reader) fsNode(op, name string) (*common.ClipNode, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	n, err := r.Node("/" + name)
+	if err != nil {
+		return nil, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return n, nil
+}
+
+// Open implements fs.FS: name is unrooted ("etc/passwd", "." for the
+// root); symlinks are followed. The file of a regular file implements
+// io.ReaderAt and io.Seeker; a directory's implements fs.ReadDirFile.
+func (r *Reader) Open(name string) (fs.File, error) {
+	n, err := r.fsNode("open", name)
+	if err != nil {
+		return nil, err
+	}
+	f := &file{r: r, n: n, name: path.Base(name)}
+	if n.NodeType == common.FileNode && n.Remote != nil {
+		f.sr, _ = r.OpenNode(n)
+	}
+	return f, nil
+}
+
+// Stat implements fs.StatFS (symlinks followed).
+func (r *Reader) Stat(name string) (fs.FileInfo, error) {
+	n, err := r.fsNode("stat", name)
+	if err != nil {
+		return nil, err
+	}
+	return fileInfo{n: n, name: path.Base(name)}, nil
+}
+
+// ReadFile implements fs.ReadFileFS: the whole content of the regular file
+// name (symlinks followed).
+func (r *Reader) ReadFile(name string) ([]byte, error) {
+	n, err := r.fsNode("read", name)
+	if err != nil {
+		return nil, err
+	}
+	if n.NodeType != common.FileNode || n.Remote == nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: ErrNotRegular}
+	}
+	// Check the range before allocating for it.
+	if _, err := r.checkedLayer(n); err != nil {
+		return nil, err
+	}
+	b := make([]byte, n.Remote.ULength)
+	if _, err := r.readAt(n, b, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ReadDir implements fs.ReadDirFS: the entries of directory name, sorted
+// by name; an entry that is a symlink is reported as one.
+func (r *Reader) ReadDir(name string) ([]fs.DirEntry, error) {
+	n, err := r.fsNode("readdir", name)
+	if err != nil {
+		return nil, err
+	}
+	if n.NodeType != common.DirNode {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fmt.Errorf("not a directory")}
+	}
+	return r.children(n.Path), nil
+}
+
+// children lists the nodes directly below the directory at absolute path
+// dir: they follow it in path order, before any path that sorts after
+// dir + "/".
+func (r *Reader) children(dir string) []fs.DirEntry {
+	prefix := dir + "/"
+	if dir == "/" {
+		prefix = "/"
+	}
+	nodes := r.a.Nodes
+	var out []fs.DirEntry
+	for i := sort.Search(len(nodes), func(i int) bool { return nodes[i].Path >= prefix }); i < len(nodes); i++ {
+		p := nodes[i].Path
+		if !strings.HasPrefix(p, prefix) {
+			break
+		}
+		rest := p[len(prefix):]
+		if rest == "" || strings.Contains(rest, "/") {
+			continue
+		}
+		out = append(out, fs.FileInfoToDirEntry(fileInfo{n: nodes[i], name: rest}))
+	}
+	// Node paths sort "a-b" before "a/c", so a directory's children are
+	// not contiguous in byte order of the full path: sort by name.
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// file is an open file of the Reader's fs.FS.
+type file struct {
+	r    *Reader
+	n    *common.ClipNode
+	name string
+	sr   *io.SectionReader // regular files
+	dir  []fs.DirEntry     // directories, once ReadDir started
+	dirN int
+}
+
+var (
+	_ fs.ReadDirFile = (*file)(nil)
+	_ io.ReaderAt    = (*file)(nil)
+	_ io.Seeker      = (*file)(nil)
+)
+
+func (f *file) Stat() (fs.FileInfo, error) { return fileInfo{n: f.n, name: f.name}, nil }
+
+func (f *file) Read(b []byte) (int, error) {
+	if f.sr == nil {
+		return 0, &fs.PathError{Op: "read", Path: f.n.Path, Err: ErrNotRegular}
+	}
+	return f.sr.Read(b)
+}
+
+// ReadAt implements io.ReaderAt.
+func (f *file) ReadAt(b []byte, off int64) (int, error) {
+	if f.sr == nil {
+		return 0, &fs.PathError{Op: "read", Path: f.n.Path, Err: ErrNotRegular}
+	}
+	return f.sr.ReadAt(b, off)
+}
+
+// Seek implements io.Seeker.
+func (f *file) Seek(off int64, whence int) (int64, error) {
+	if f.sr == nil {
+		return 0, &fs.PathError{Op: "seek", Path: f.n.Path, Err: ErrNotRegular}
+	}
+	return f.sr.Seek(off, whence)
+}
+
+func (f *file) Close() error { return nil }
+
+// ReadDir implements fs.ReadDirFile.
+func (f *file) ReadDir(count int) ([]fs.DirEntry, error) {
+	if f.n.NodeType != common.DirNode {
+		return nil, &fs.PathError{Op: "readdir", Path: f.n.Path, Err: fmt.Errorf("not a directory")}
+	}
+	if f.dir == nil {
+		f.dir = f.r.children(f.n.Path)
+	}
+	rest := f.dir[f.dirN:]
+	if count <= 0 {
+		f.dirN = len(f.dir)
+		return rest, nil
+	}
+	if len(rest) == 0 {
+		return nil, io.EOF
+	}
+	rest = rest[:min(count, len(rest))]
+	f.dirN += len(rest)
+	return rest, nil
+}
+
+// fileInfo is the fs.FileInfo of a node; Sys returns the *common.ClipNode.
+type fileInfo struct {
+	n    *common.ClipNode
+	name string
+}
+
+func (fi fileInfo) Name() string { return fi.name }
+
+func (fi fileInfo) Size() int64 {
+	switch {
+	case fi.n.NodeType == common.FileNode && fi.n.Remote != nil:
+		return fi.n.Remote.ULength
+	case fi.n.NodeType == common.SymLinkNode:
+		return int64(len(fi.n.Target))
+	}
+	return int64(fi.n.Attr.Size)
+}
+
+func (fi fileInfo) Mode() fs.FileMode {
+	m := fs.FileMode(fi.n.Attr.Mode & 0o777)
+	if fi.n.Attr.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if fi.n.Attr.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if fi.n.Attr.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch fi.n.NodeType {
+	case common.DirNode:
+		m |= fs.ModeDir
+	case common.SymLinkNode:
+		m |= fs.ModeSymlink
+	}
+	return m
+}
+
+func (fi fileInfo) ModTime() time.Time {
+	return time.Unix(int64(fi.n.Attr.Mtime), int64(fi.n.Attr.Mtimensec))
+}
+
+func (fi fileInfo) IsDir() bool { return fi.n.NodeType == common.DirNode }
+
+func (fi fileInfo) Sys() any { return fi.n }
 
 // layoutBlobs opens layer blobs of a layout by digest.
 type layoutBlobs struct {
@@ -102,184 +481,19 @@ func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
 	return ra, size, nil
 }
 
-// VerifyResult summarises Verify.
-type VerifyResult struct {
-	Files      int   // regular files checked
-	Bytes      int64 // bytes read through the index
-	Mismatches []string
-}
-
-// Verify reads every regular file through the index and compares its bytes
-// with an independent, plain sequential replay of its layer (Go's gzip/zstd
-// and archive/tar, no offsets). Each mismatch is reported by path through
-// report (which may be nil) and collected; the error is non-nil when any
-// file mismatched or could not be read.
-func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
-	want, err := r.replay(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res := &VerifyResult{}
-	// Reads of twice the default span keep the re-inflation from each
-	// read's checkpoint to about a quarter of the file.
-	buf := make([]byte, 8<<20)
-	for _, n := range r.Archive.Nodes {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		if n.NodeType != common.FileNode || n.Remote == nil {
-			continue
-		}
-		res.Files++
-		// Hash in chunks: the node's length is the archive's claim, not
-		// something to allocate before it is checked.
-		h := sha256.New()
-		var rerr error
-		for off := int64(0); off < n.Remote.ULength; {
-			k, err := r.ReadAt(n, buf[:min(int64(len(buf)), n.Remote.ULength-off)], off)
-			h.Write(buf[:k])
-			off += int64(k)
-			res.Bytes += int64(k)
-			if err != nil && err != io.EOF {
-				rerr = err
-				break
-			}
-			if k == 0 {
-				rerr = fmt.Errorf("%w: %s: no data at offset %d", ErrMismatch, n.Path, off)
-				break
-			}
-		}
-		if rerr == nil {
-			var got [32]byte
-			copy(got[:], h.Sum(nil))
-			exp, ok := want.content(n)
-			switch {
-			case !ok:
-				rerr = fmt.Errorf("%w: no file at %s in the replay of layer %s", ErrMismatch, n.Path, n.Remote.LayerDigest)
-			case exp != got:
-				rerr = fmt.Errorf("%w: %s: %d bytes at offset %d of layer %s differ from the replay", ErrMismatch, n.Path, n.Remote.ULength, n.Remote.UOffset, n.Remote.LayerDigest)
-			}
-		}
-		if rerr != nil {
-			res.Mismatches = append(res.Mismatches, n.Path)
-			if report != nil {
-				report(n.Path, rerr)
-			}
+// Close closes the open blob files and the layout.
+func (b *layoutBlobs) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var first error
+	for _, f := range b.open {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
 		}
 	}
-	if len(res.Mismatches) > 0 {
-		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
+	b.open, b.ras, b.size = map[string]io.Closer{}, nil, nil
+	if err := b.l.Close(); err != nil && first == nil {
+		first = err
 	}
-	return res, nil
-}
-
-// replayed holds, per layer, the sha256 of every regular file entry and the
-// hard link entries, from a sequential read of the layer.
-type replayed struct {
-	files map[string]map[string][32]byte // layer digest -> clean path -> sha256
-	links map[string][]string            // clean path -> hard link targets, all layers
-}
-
-func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
-	files := w.files[n.Remote.LayerDigest]
-	seen := map[string]bool{}
-	pending := []string{n.Path}
-	for len(pending) > 0 {
-		p := pending[0]
-		pending = pending[1:]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		if h, ok := files[p]; ok {
-			return h, true
-		}
-		pending = append(pending, w.links[p]...)
-	}
-	return [32]byte{}, false
-}
-
-func (r *Reader) replay(ctx context.Context) (*replayed, error) {
-	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}}
-	for _, d := range r.Archive.Storage.Layers {
-		if _, done := w.files[d]; done {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		files, err := replayLayer(r.lb, d, w.links)
-		if err != nil {
-			return nil, fmt.Errorf("replaying layer %s: %w", d, err)
-		}
-		w.files[d] = files
-	}
-	return w, nil
-}
-
-func replayLayer(b *layoutBlobs, d string, links map[string][]string) (map[string][32]byte, error) {
-	ra, size, err := b.OpenLayer(d)
-	if err != nil {
-		return nil, err
-	}
-	sr := io.NewSectionReader(ra, 0, size)
-	magic := make([]byte, 4)
-	n, _ := io.ReadFull(sr, magic)
-	magic = magic[:n]
-	if _, err := sr.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	var rd io.Reader = sr
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(sr)
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		rd = zr
-	case isZstd(magic):
-		// The same window cap as tarindex (128 MiB), so a hostile frame
-		// header cannot make the replay allocate more than indexing did.
-		zr, err := zstd.NewReader(sr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27), zstd.WithDecoderMaxMemory(1<<27), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		rd = zr
-	}
-	files := map[string][32]byte{}
-	tr := tar.NewReader(rd)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) && len(files) > 0 {
-			// Some writers (umoci insert) omit the end-of-archive blocks.
-			return files, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		p := path.Clean("/" + h.Name)
-		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
-			hs := sha256.New()
-			if _, err := io.Copy(hs, tr); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, err
-			}
-			var sum [32]byte
-			copy(sum[:], hs.Sum(nil))
-			files[p] = sum
-		case tar.TypeLink:
-			links[p] = append(links[p], path.Clean("/"+h.Linkname))
-		}
-	}
-}
-
-// isZstd reports a zstd frame or skippable frame magic number.
-func isZstd(magic []byte) bool {
-	if len(magic) < 4 {
-		return false
-	}
-	m := binary.LittleEndian.Uint32(magic)
-	return m == 0xFD2FB528 || m&0xFFFFFFF0 == 0x184D2A50
+	return first
 }

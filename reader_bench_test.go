@@ -66,7 +66,7 @@ func BenchmarkReadSmallFileNearEnd(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer r.Close()
-			n, err := r.Stat("/data/last.conf")
+			n, err := r.Node("/data/last.conf")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func BenchmarkReadSmallFileNearEnd(b *testing.B) {
 			start := r.Inflated()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := r.ReadAt(n, buf, 0); err != nil {
+				if _, err := readNodeAt(r, n, buf, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

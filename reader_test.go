@@ -8,10 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/beam-cloud/clip/pkg/common"
 
@@ -79,7 +84,7 @@ func TestReaderMatchesReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	points := 0
-	for _, le := range r.Archive.Extension.Layers {
+	for _, le := range r.Archive().Extension.Layers {
 		points += len(le.Points)
 		if le.Compression == "gzip" && len(le.Points) < 10 {
 			t.Errorf("layer %s: only %d resume points at a 64 KiB span", le.Digest, len(le.Points))
@@ -95,7 +100,7 @@ func TestReaderMatchesReplay(t *testing.T) {
 			continue
 		}
 		files++
-		b, err := r.ReadFile(p)
+		b, err := r.ReadFile(strings.TrimPrefix(p, "/"))
 		if err != nil {
 			t.Fatalf("ReadFile(%s): %v", p, err)
 		}
@@ -104,7 +109,7 @@ func TestReaderMatchesReplay(t *testing.T) {
 		}
 	}
 	// Symlinks are followed.
-	b, err := r.ReadFile("/l0/sym")
+	b, err := r.ReadFile("l0/sym")
 	if err != nil || hex.EncodeToString(sha(b)) != want["/l0/f3"].SHA256 {
 		t.Errorf("/l0/sym: %v", err)
 	}
@@ -130,18 +135,18 @@ func TestReaderRandomOffsetsAndSpan(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		for j := 0; j < 6; j++ {
 			p := fmt.Sprintf("/l%d/f%d", i, j)
-			whole, err := r.ReadFile(p)
+			whole, err := r.ReadFile(strings.TrimPrefix(p, "/"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, err := r.Stat(p)
+			n, err := r.Node(p)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for k := 0; k < 5; k++ {
 				off := rng.Int63n(int64(len(whole)))
 				buf := make([]byte, 1+rng.Intn(5000))
-				got, err := r.ReadAt(n, buf, off)
+				got, err := readNodeAt(r, n, buf, off)
 				if err != nil && err != io.EOF {
 					t.Fatalf("%s ReadAt(%d): %v", p, off, err)
 				}
@@ -155,17 +160,17 @@ func TestReaderRandomOffsetsAndSpan(t *testing.T) {
 		}
 	}
 	// The last file of the first (gzip) layer.
-	n, err := r.Stat("/l0/f5")
+	n, err := r.Node("/l0/f5")
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := r.Inflated()
-	if _, err := r.ReadAt(n, make([]byte, 100), n.Remote.ULength-100); err != nil {
+	if _, err := readNodeAt(r, n, make([]byte, 100), n.Remote.ULength-100); err != nil {
 		t.Fatal(err)
 	}
 	inflated := r.Inflated() - before
 	var usize int64
-	for _, le := range r.Archive.Extension.Layers {
+	for _, le := range r.Archive().Extension.Layers {
 		if le.Digest == n.Remote.LayerDigest {
 			usize = le.USize
 		}
@@ -191,13 +196,13 @@ func TestReaderDetectsCorruption(t *testing.T) {
 		}
 		return a
 	}
-	readAll := func(a *archive.Archive, blobs archive.BlobOpener) error {
-		fr := archive.NewFileReader(a, blobs)
+	readAll := func(a *archive.Archive, blobs ociclip.BlobOpener) error {
+		fr := ociclip.NewReader(a, blobs)
 		for _, n := range a.Nodes {
 			if n.NodeType != common.FileNode {
 				continue
 			}
-			if _, err := fr.ReadFile(n.Path); err != nil {
+			if _, err := fr.ReadFile(strings.TrimPrefix(n.Path, "/")); err != nil {
 				return err
 			}
 		}
@@ -223,7 +228,7 @@ func TestReaderDetectsCorruption(t *testing.T) {
 				}
 			}
 		}
-		if err := readAll(a, blobs); !errors.Is(err, archive.ErrVerify) {
+		if err := readAll(a, blobs); !errors.Is(err, ociclip.ErrVerify) {
 			t.Errorf("err = %v, want ErrVerify", err)
 		}
 	})
@@ -276,4 +281,86 @@ func (d dirBlobs) OpenLayer(dg string) (io.ReaderAt, int64, error) {
 		return nil, 0, err
 	}
 	return bytes.NewReader(b), int64(len(b)), nil
+}
+
+// readNodeAt reads file node n at off through its io.SectionReader.
+func readNodeAt(r *ociclip.Reader, n *common.ClipNode, b []byte, off int64) (int, error) {
+	sr, err := r.OpenNode(n)
+	if err != nil {
+		return 0, err
+	}
+	return sr.ReadAt(b, off)
+}
+
+// TestReaderFS checks the Reader against testing/fstest's conformance test
+// (Open, Stat, ReadFile, ReadDir, io.Seeker and io.ReaderAt behaviour) and
+// that fs.WalkDir sees exactly the archive's nodes.
+func TestReaderFS(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "busybox.clip")
+	if _, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
+		LayoutPath: "testdata/busybox", LayoutRef: "1.35", OutputPath: out,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ociclip.OpenReader(out, "testdata/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var want []string
+	for _, n := range r.Archive().Nodes {
+		if n.Path != "/" {
+			want = append(want, strings.TrimPrefix(n.Path, "/"))
+		}
+	}
+	var got []string
+	if err := fs.WalkDir(r, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != "." {
+			got = append(got, p)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("WalkDir found %d paths, the archive has %d nodes", len(got), len(want))
+	}
+	// fstest.TestFS walks and reads every file below its root with many
+	// small reads, each inflating from a resume point: /etc's small files
+	// keep it quick; the walk above covers the whole tree.
+	etc, err := fs.Sub(r, "etc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fstest.TestFS(etc, "passwd", "group"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Open("/etc/passwd"); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("Open of a rooted name: %v, want fs.ErrInvalid", err)
+	}
+	if _, err := r.Open("etc/nope"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of a missing name: %v, want fs.ErrNotExist", err)
+	}
+	f, err := r.Open("etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ra, ok := f.(io.ReaderAt)
+	if !ok {
+		t.Fatal("the file of a regular file is not an io.ReaderAt")
+	}
+	whole, err := r.ReadFile("etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 5)
+	if n, err := ra.ReadAt(b, 5); n != 5 || err != nil || string(b) != string(whole[5:10]) {
+		t.Errorf("ReadAt(5 bytes at 5) = %d, %v, %q; want %q", n, err, b, whole[5:10])
+	}
 }

@@ -41,7 +41,14 @@ var (
 	// ErrCorruptArchive: section offsets or lengths are out of bounds, or a
 	// section does not decode.
 	ErrCorruptArchive = errors.New("corrupt clip archive")
+	// ErrSymlinkLoop: too many symbolic links while resolving a path (in
+	// the overlay merge, or when a reader resolves a path).
+	ErrSymlinkLoop = errors.New("too many levels of symbolic links")
 )
+
+// MaxSymlinks is how many symbolic links a path resolution follows, as
+// Linux's MAXSYMLINKS.
+const MaxSymlinks = 40
 
 // Archive is the decoded content of a clip v2 metadata archive.
 type Archive struct {

@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"encoding/gob"
 	"fmt"
+	"sort"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ociclip/ociclip/archive/internal/detgob"
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // ExtensionMagic starts ociclip's extension section, which follows clip's
@@ -35,26 +37,17 @@ type Extension struct {
 
 // LayerExtension is the random-access data of one layer.
 type LayerExtension struct {
-	Digest      string // compressed layer digest
-	DiffID      string // sha256 of the uncompressed stream
-	Compression string // "gzip", "zstd" or "none"
-	Size        int64  // compressed size
-	USize       int64  // uncompressed size
-	Points      []ResumePoint
+	Digest      string               // compressed layer digest
+	DiffID      string               // sha256 of the uncompressed stream
+	Compression string               // "gzip", "zstd" or "none"
+	Size        int64                // compressed size
+	USize       int64                // uncompressed size
+	Points      []layerz.ResumePoint // sorted by UOff
 	// ChunkSize and ChunkCRCs: the CRC-32C (Castagnoli) of every ChunkSize
 	// bytes of the uncompressed stream (the last chunk may be shorter), so
 	// that a reader can verify what it inflates from a checkpoint.
 	ChunkSize int64
 	ChunkCRCs []uint32
-}
-
-// ResumePoint is a resumable inflate checkpoint (see tarindex.ResumePoint).
-type ResumePoint struct {
-	COff        int64
-	BitOffset   uint8
-	UOff        int64
-	MemberStart int64
-	Window      []byte
 }
 
 // extensionPayload is Extension without its methods: gob (and detgob) would
@@ -129,10 +122,13 @@ func parseExtension(b []byte) (*Extension, error) {
 	if err := gob.NewDecoder(bytes.NewReader(g)).Decode(&e); err != nil {
 		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
 	}
-	for _, l := range e.Layers {
+	for i := range e.Layers {
+		l := &e.Layers[i]
 		if err := l.check(); err != nil {
 			return nil, fmt.Errorf("%w: extension: layer %s: %v", ErrCorruptArchive, l.Digest, err)
 		}
+		// Readers search the points by UOff.
+		sort.SliceStable(l.Points, func(i, j int) bool { return l.Points[i].UOff < l.Points[j].UOff })
 	}
 	return (*Extension)(&e), nil
 }

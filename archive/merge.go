@@ -13,6 +13,7 @@ import (
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/ociclip/ociclip/limits"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -20,8 +21,9 @@ import (
 var (
 	// ErrBadWhiteout: a whiteout names the image root, or an empty or invalid name.
 	ErrBadWhiteout = errors.New("invalid whiteout")
-	// ErrLimit: a MergeLimits value was exceeded; the message names it.
-	ErrLimit = errors.New("merge limit exceeded")
+	// ErrLimit: a MergeLimits value was exceeded (limits.ErrLimit; the
+	// error is a *limits.Error that names it).
+	ErrLimit = limits.ErrLimit
 	// ErrHardlink: a hard link whose target does not exist, is a directory, or
 	// forms a cycle.
 	ErrHardlink = errors.New("invalid hard link")
@@ -62,32 +64,19 @@ type tnode struct {
 // can be counted on the final tree.
 type linkGroup struct{ names int }
 
-// Default merge limits (see MergeLimits).
-const (
-	DefaultMaxNodes   = 10_000_000
-	DefaultMaxPathLen = 4096
-)
-
 // MergeLimits bound the tree Merge builds from hostile layers, which can be
 // much larger than the tar entries: every missing parent directory is
 // synthesized as a node holding its full path, and symlinks in parent paths
-// are resolved, so that a node's path can be longer than any tar name. Zero
-// or negative fields mean the defaults.
-type MergeLimits struct {
-	// MaxNodes caps the nodes created, synthesized parents included
-	// (DefaultMaxNodes).
-	MaxNodes int
-	// MaxPathLen caps the bytes of a node's path after symlinks in its
-	// parent path are resolved (DefaultMaxPathLen).
-	MaxPathLen int
-}
+// are resolved, so that a node's path can be longer than any tar name. The
+// merge applies MaxNodes (default limits.DefaultMaxNodes) and MaxPathLen
+// (default limits.DefaultMaxPathLen), a node's path length after symlinks
+// in its parent path are resolved.
+type MergeLimits = limits.Limits
 
-func (l MergeLimits) withDefaults() MergeLimits {
+func mergeDefaults(l MergeLimits) MergeLimits {
+	l = l.Normalized()
 	if l.MaxNodes <= 0 {
-		l.MaxNodes = DefaultMaxNodes
-	}
-	if l.MaxPathLen <= 0 {
-		l.MaxPathLen = DefaultMaxPathLen
+		l.MaxNodes = limits.DefaultMaxNodes
 	}
 	return l
 }
@@ -103,10 +92,10 @@ type merger struct {
 // created counts a new node at p against the limits.
 func (m *merger) created(p string) error {
 	if len(p) > m.lim.MaxPathLen {
-		return fmt.Errorf("%w: MaxPathLen %d: node path of %d bytes (%.60q...) after resolving symlinks in its parents", ErrLimit, m.lim.MaxPathLen, len(p), p)
+		return limits.New("MaxPathLen", int64(m.lim.MaxPathLen), fmt.Sprintf("node path of %d bytes (%.60q...) after resolving symlinks in its parents", len(p), p))
 	}
 	if m.nodes++; m.nodes > m.lim.MaxNodes {
-		return fmt.Errorf("%w: MaxNodes %d: the merged tree has more nodes (synthesized parent directories included)", ErrLimit, m.lim.MaxNodes)
+		return limits.New("MaxNodes", int64(m.lim.MaxNodes), "the merged tree has more nodes (synthesized parent directories included)")
 	}
 	return nil
 }
@@ -134,7 +123,7 @@ func Merge(layers []LayerEntries, rootTime time.Time) ([]*common.ClipNode, Merge
 // MergeWithLimits is Merge with limits on the tree it builds; exceeding
 // one is an error wrapping ErrLimit that names the limit.
 func MergeWithLimits(layers []LayerEntries, rootTime time.Time, lim MergeLimits) ([]*common.ClipNode, MergeStats, error) {
-	m := &merger{root: &tnode{children: map[string]*tnode{}}, lim: lim.withDefaults()}
+	m := &merger{root: &tnode{children: map[string]*tnode{}}, lim: mergeDefaults(lim)}
 	sec, nsec := unixTime(rootTime)
 	m.root.clip = &common.ClipNode{
 		Path:     "/",
@@ -456,7 +445,7 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 }
 
 func (m *merger) walkLimitErr(p string) error {
-	return fmt.Errorf("%w: MaxPathLen %d: resolving %.60q walks more than %d path components (symlinks in parent paths)", ErrLimit, m.lim.MaxPathLen, p, m.lim.MaxPathLen)
+	return limits.New("MaxPathLen", int64(m.lim.MaxPathLen), fmt.Sprintf("resolving %.60q walks more than %d path components (symlinks in parent paths)", p, m.lim.MaxPathLen))
 }
 
 // synthDir creates the missing directory name (at childPath) in cur.
@@ -508,7 +497,7 @@ func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, cre
 		switch {
 		case child != nil && child.children != nil:
 		case child != nil && child.clip.NodeType == common.SymLinkNode:
-			if links++; links > maxSymlinks {
+			if links++; links > MaxSymlinks {
 				return nil, "", fmt.Errorf("%w resolving %s", ErrSymlinkLoop, p)
 			}
 			t := child.clip.Target

@@ -3,12 +3,14 @@ package archive
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -113,10 +115,10 @@ func BuildStorageInfo(ref StorageRef, img ImageInfo, results []*tarindex.Result)
 		r := results[i]
 		info.DecompressedHashByLayer[d] = r.DiffID.Encoded()
 		switch r.Compression {
-		case tarindex.CompressionGzip:
-			info.GzipIdxByLayer[d] = &common.GzipIndex{LayerDigest: d, Checkpoints: r.GzipCheckpoints}
-		case tarindex.CompressionZstd:
-			info.ZstdIdxByLayer[d] = &common.ZstdIndex{LayerDigest: d, Frames: r.ZstdFrames}
+		case layerz.Gzip:
+			info.GzipIdxByLayer[d] = &common.GzipIndex{LayerDigest: d, Checkpoints: clipCheckpoints(r.GzipCheckpoints)}
+		case layerz.Zstd:
+			info.ZstdIdxByLayer[d] = &common.ZstdIndex{LayerDigest: d, Frames: clipFrames(r.ZstdFrames)}
 		}
 	}
 	info.ImageMetadata = md
@@ -143,12 +145,52 @@ func BuildExtension(layers []v1.Descriptor, results []*tarindex.Result) *Extensi
 			ChunkSize:   r.ChunkSize,
 			ChunkCRCs:   r.ChunkCRCs,
 		}
-		for _, p := range r.ResumePoints {
-			le.Points = append(le.Points, ResumePoint{COff: p.COff, BitOffset: p.BitOffset, UOff: p.UOff, MemberStart: p.MemberStart, Window: p.Window})
+		if len(r.ResumePoints) > 0 {
+			le.Points = r.ResumePoints
 		}
 		ext.Layers = append(ext.Layers, le)
 	}
 	return ext
+}
+
+// clipCheckpoints converts tarindex's checkpoints to clip's type: the one
+// place where they become clip's.
+func clipCheckpoints(cps []tarindex.Checkpoint) []common.GzipCheckpoint {
+	if cps == nil {
+		return nil
+	}
+	out := make([]common.GzipCheckpoint, len(cps))
+	for i, c := range cps {
+		out[i] = common.GzipCheckpoint{COff: c.COff, UOff: c.UOff}
+	}
+	return out
+}
+
+// clipFrames converts zstd frames to clip's type (and ClipFrames back).
+func clipFrames(fs []layerz.ZstdFrame) []common.ZstdFrame {
+	if fs == nil {
+		return nil
+	}
+	out := make([]common.ZstdFrame, len(fs))
+	for i, f := range fs {
+		out[i] = common.ZstdFrame{COff: f.COff, CLen: f.CLen, UOff: f.UOff, ULen: f.ULen}
+	}
+	return out
+}
+
+// LayerFrames returns the zstd frames clip's storage info records for a
+// layer, sorted by uncompressed offset, in layerz's type.
+func LayerFrames(info *common.OCIStorageInfo, layerDigest string) []layerz.ZstdFrame {
+	z := info.ZstdIdxByLayer[layerDigest]
+	if z == nil {
+		return nil
+	}
+	out := make([]layerz.ZstdFrame, len(z.Frames))
+	for i, f := range z.Frames {
+		out[i] = layerz.ZstdFrame{COff: f.COff, CLen: f.CLen, UOff: f.UOff, ULen: f.ULen}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UOff < out[j].UOff })
+	return out
 }
 
 func nonNilMap(m map[string]string) map[string]string {

@@ -24,6 +24,7 @@ import (
 	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/internal/registrytest"
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -337,15 +338,15 @@ func makeArchiveInput() *archiveInput {
 	in := &archiveInput{}
 	layer := func(i int, es []tarindex.Entry, usize int64) {
 		d := digest.FromString(fmt.Sprintf("layer %d", i))
-		res := &tarindex.Result{Compression: tarindex.CompressionGzip, Entries: es, DiffID: digest.FromString(fmt.Sprintf("diff %d", i)),
-			UncompressedSize: usize, CompressedSize: usize / 3, ChunkSize: tarindex.ChunkSize}
+		res := &tarindex.Result{Compression: layerz.Gzip, Entries: es, DiffID: digest.FromString(fmt.Sprintf("diff %d", i)),
+			UncompressedSize: usize, CompressedSize: usize / 3, ChunkSize: layerz.ChunkSize}
 		for off := int64(2 << 20); off < usize; off += 2 << 20 {
-			res.GzipCheckpoints = append(res.GzipCheckpoints, common.GzipCheckpoint{COff: off / 3, UOff: off})
+			res.GzipCheckpoints = append(res.GzipCheckpoints, tarindex.Checkpoint{COff: off / 3, UOff: off})
 		}
 		for off := int64(4 << 20); off < usize; off += 4 << 20 {
-			res.ResumePoints = append(res.ResumePoints, tarindex.ResumePoint{COff: off / 3, UOff: off, Window: content(r, 32<<10)})
+			res.ResumePoints = append(res.ResumePoints, layerz.ResumePoint{COff: off / 3, UOff: off, Window: content(r, 32<<10)})
 		}
-		for range (usize + tarindex.ChunkSize - 1) / tarindex.ChunkSize {
+		for range (usize + layerz.ChunkSize - 1) / layerz.ChunkSize {
 			res.ChunkCRCs = append(res.ChunkCRCs, r.Uint32())
 		}
 		in.layers = append(in.layers, archive.LayerEntries{Digest: d.String(), Entries: es})

@@ -23,8 +23,8 @@
 //     that archive/tar reads identically at those offsets, a DiffID equal to
 //     the sha256 of the decompressed input, exact sizes, strictly increasing
 //     checkpoints, resume points whose windows are the bytes before them and
-//     from which tarindex.OpenAt resumes the true stream, contiguous zstd
-//     frames that tarindex.OpenFrame decodes to the true stream, and results
+//     from which layerz.OpenAt resumes the true stream, contiguous zstd
+//     frames that layerz.OpenFrame decodes to the true stream, and results
 //     within the limits; allocation per execution is bounded.
 //   - FuzzCreateFromOCILayout: a whole layout (two layers from fuzzed tar
 //     bytes, fuzzed manifest/config/index templates) written to a temporary
@@ -32,14 +32,14 @@
 //     a sentinel and leaves nothing in the output directory; a success is
 //     decoded by clip's ExtractMetadata and by archive.ReadFile, every node
 //     path is clean absolute, every file's data lies inside its layer, the
-//     files read through archive.FileReader equal the tar's bytes, the
+//     files read through ociclip.Reader equal the tar's bytes, the
 //     output is reproducible and the run's allocation is bounded.
 //   - FuzzDecode: archive.Decode (header, index, storage info, extension
 //     section) of fuzzed bytes. Errors wrap ErrNotClip or ErrCorruptArchive;
 //     a decoded archive has sorted, unique, clean absolute node paths and
 //     survives Encode/Decode unchanged (and re-encodes to the same bytes);
 //     allocation is bounded by the input size.
-//   - FuzzFileReader: archive.FileReader over an archive that was encoded
+//   - FuzzFileReader: ociclip.Reader over an archive that was encoded
 //     and decoded again, with one fuzzed resume point (or zstd frame),
 //     window, node location and read range: a read returns the true bytes
 //     of the layer or an error (ErrVerify, tarindex.ErrCorrupt), never

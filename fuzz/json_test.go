@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/ociread"
 )
 
@@ -133,7 +134,7 @@ func FuzzLayoutJSON(f *testing.F) {
 			t.Fatalf("%d layers, %d diff_ids", len(im.Layers), len(im.DiffIDs))
 		}
 		for i, d := range im.Layers {
-			if !ociread.IsLayerMediaType(d.MediaType) || d.Digest.Validate() != nil || d.Size < 0 || im.DiffIDs[i].Validate() != nil {
+			if !layerz.IsLayerMediaType(d.MediaType) || d.Digest.Validate() != nil || d.Size < 0 || im.DiffIDs[i].Validate() != nil {
 				t.Fatalf("layer %d: %+v, diff_id %q", i, d, im.DiffIDs[i])
 			}
 		}

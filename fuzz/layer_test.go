@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -30,20 +31,20 @@ type layerWrap struct {
 }
 
 var layerWraps = []layerWrap{
-	{"gzip", testimage.Gzip, tarindex.MediaTypeOCILayerGzip},
-	{"gzip-stored", testimage.GzipStored, tarindex.MediaTypeOCILayerGzip},
-	{"gzip-multi", testimage.GzipMulti, tarindex.MediaTypeDockerLayerGzip},
-	{"gzip-flush", testimage.GzipFlush, tarindex.MediaTypeOCILayerGzip},
-	{"gzip-stdlib", testimage.GzipStdlib, tarindex.MediaTypeOCILayerGzip},
-	{"zstd", testimage.Zstd, tarindex.MediaTypeOCILayerZstd},
-	{"zstd-multi", testimage.ZstdMulti, tarindex.MediaTypeOCILayerZstd},
-	{"zstd-skippable", testimage.ZstdSkippable, tarindex.MediaTypeOCINondistributableZstd},
-	{"plain", testimage.None, tarindex.MediaTypeOCILayer},
+	{"gzip", testimage.Gzip, layerz.MediaTypeOCILayerGzip},
+	{"gzip-stored", testimage.GzipStored, layerz.MediaTypeOCILayerGzip},
+	{"gzip-multi", testimage.GzipMulti, layerz.MediaTypeDockerLayerGzip},
+	{"gzip-flush", testimage.GzipFlush, layerz.MediaTypeOCILayerGzip},
+	{"gzip-stdlib", testimage.GzipStdlib, layerz.MediaTypeOCILayerGzip},
+	{"zstd", testimage.Zstd, layerz.MediaTypeOCILayerZstd},
+	{"zstd-multi", testimage.ZstdMulti, layerz.MediaTypeOCILayerZstd},
+	{"zstd-skippable", testimage.ZstdSkippable, layerz.MediaTypeOCINondistributableZstd},
+	{"plain", testimage.None, layerz.MediaTypeOCILayer},
 	{"raw-detect", "", ""},
-	{"raw-tar", "", tarindex.MediaTypeOCILayer},
-	{"raw-gzip", "", tarindex.MediaTypeOCILayerGzip},
-	{"raw-zstd", "", tarindex.MediaTypeOCILayerZstd},
-	{"raw-docker-tar", "", tarindex.MediaTypeDockerLayer},
+	{"raw-tar", "", layerz.MediaTypeOCILayer},
+	{"raw-gzip", "", layerz.MediaTypeOCILayerGzip},
+	{"raw-zstd", "", layerz.MediaTypeOCILayerZstd},
+	{"raw-docker-tar", "", layerz.MediaTypeDockerLayer},
 	{"raw-unknown", "", "application/octet-stream"},
 }
 
@@ -226,15 +227,15 @@ func FuzzLayer(f *testing.F) {
 }
 
 // independentDecompress decodes a blob with other code than tarindex's.
-func independentDecompress(blob []byte, c tarindex.Compression) ([]byte, error) {
+func independentDecompress(blob []byte, c layerz.Compression) ([]byte, error) {
 	switch c {
-	case tarindex.CompressionGzip:
+	case layerz.Gzip:
 		zr, err := stdgzip.NewReader(bytes.NewReader(blob))
 		if err != nil {
 			return nil, err
 		}
 		return io.ReadAll(zr)
-	case tarindex.CompressionZstd:
+	case layerz.Zstd:
 		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<28))
 		if err != nil {
 			return nil, err
@@ -285,7 +286,7 @@ func checkLayerResult(t *testing.T, name string, blob, u []byte, res *tarindex.R
 		}
 	}
 	replayTar(t, name, u, res.Entries)
-	if res.ChunkSize != tarindex.ChunkSize || int64(len(res.ChunkCRCs)) != (res.UncompressedSize+res.ChunkSize-1)/res.ChunkSize {
+	if res.ChunkSize != layerz.ChunkSize || int64(len(res.ChunkCRCs)) != (res.UncompressedSize+res.ChunkSize-1)/res.ChunkSize {
 		t.Fatalf("%s: %d chunk checksums of %d bytes for %d bytes", name, len(res.ChunkCRCs), res.ChunkSize, res.UncompressedSize)
 	}
 	for i, c := range res.ChunkCRCs {
@@ -295,7 +296,7 @@ func checkLayerResult(t *testing.T, name string, blob, u []byte, res *tarindex.R
 	}
 
 	switch res.Compression {
-	case tarindex.CompressionGzip:
+	case layerz.Gzip:
 		if len(res.ZstdFrames) != 0 {
 			t.Fatalf("%s: gzip layer with zstd frames", name)
 		}
@@ -314,7 +315,7 @@ func checkLayerResult(t *testing.T, name string, blob, u []byte, res *tarindex.R
 			if want := u[max(0, rp.UOff-int64(len(rp.Window))):rp.UOff]; len(rp.Window) != min(len(u[:rp.UOff]), 32<<10) || !bytes.Equal(rp.Window, want) {
 				t.Fatalf("%s: resume point %d: window of %d bytes is not the %d bytes before UOff %d", name, i, len(rp.Window), len(want), rp.UOff)
 			}
-			rc, err := tarindex.OpenAt(bytes.NewReader(blob), int64(len(blob)), rp)
+			rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), rp)
 			if err != nil {
 				t.Fatalf("%s: OpenAt resume point %d: %v", name, i, err)
 			}
@@ -338,7 +339,7 @@ func checkLayerResult(t *testing.T, name string, blob, u []byte, res *tarindex.R
 				t.Fatalf("%s: resuming at point %d (UOff %d): %v, or not the %d bytes of the stream", name, i, rp.UOff, err, len(want))
 			}
 		}
-	case tarindex.CompressionZstd:
+	case layerz.Zstd:
 		if len(res.GzipCheckpoints)+len(res.ResumePoints) != 0 {
 			t.Fatalf("%s: zstd layer with gzip checkpoints", name)
 		}
@@ -347,7 +348,7 @@ func checkLayerResult(t *testing.T, name string, blob, u []byte, res *tarindex.R
 			if fr.UOff != uoff || fr.COff < coff || fr.CLen <= 0 || fr.ULen < 0 || fr.COff+fr.CLen > res.CompressedSize {
 				t.Fatalf("%s: zstd frame %d %+v after uoff %d coff %d", name, i, fr, uoff, coff)
 			}
-			rc, err := tarindex.OpenFrame(bytes.NewReader(blob), fr)
+			rc, err := layerz.OpenFrame(bytes.NewReader(blob), fr)
 			if err != nil {
 				t.Fatalf("%s: OpenFrame %d: %v", name, i, err)
 			}

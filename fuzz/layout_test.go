@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/beam-cloud/clip/pkg/clip"
@@ -16,7 +17,7 @@ import (
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/internal/testimage"
-	"github.com/ociclip/ociclip/tarindex"
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // createLimits are the limits of FuzzCreateFromOCILayout's runs.
@@ -27,10 +28,10 @@ var createComps = []struct {
 	c  testimage.Compression
 	mt string
 }{
-	{testimage.Gzip, tarindex.MediaTypeOCILayerGzip},
-	{testimage.ZstdMulti, tarindex.MediaTypeOCILayerZstd},
-	{testimage.None, tarindex.MediaTypeOCILayer},
-	{testimage.GzipMulti, tarindex.MediaTypeDockerLayerGzip},
+	{testimage.Gzip, layerz.MediaTypeOCILayerGzip},
+	{testimage.ZstdMulti, layerz.MediaTypeOCILayerZstd},
+	{testimage.None, layerz.MediaTypeOCILayer},
+	{testimage.GzipMulti, layerz.MediaTypeDockerLayerGzip},
 }
 
 // Selector bits of FuzzCreateFromOCILayout above the two compressions.
@@ -187,7 +188,7 @@ func checkCreated(t *testing.T, out string, res *ociclip.Result, tars map[string
 	for _, le := range a.Extension.Layers {
 		usize[le.Digest] = le.USize
 	}
-	fr := archive.NewFileReader(a, layoutBlobs(layout))
+	fr := ociclip.NewReader(a, layoutBlobs(layout))
 	read := 0
 	for _, n := range a.Nodes {
 		r := n.Remote
@@ -200,7 +201,7 @@ func checkCreated(t *testing.T, out string, res *ociclip.Result, tars map[string
 		}
 		if read < 8 {
 			read++
-			b, err := fr.ReadFile(n.Path)
+			b, err := fr.ReadFile(strings.TrimPrefix(n.Path, "/"))
 			if err != nil || !bytes.Equal(b, u[r.UOffset:r.UOffset+r.ULength]) {
 				t.Fatalf("%s: read through the index: %v, or not the tar's bytes", n.Path, err)
 			}
@@ -208,7 +209,7 @@ func checkCreated(t *testing.T, out string, res *ociclip.Result, tars map[string
 	}
 }
 
-// layoutBlobs opens the blobs of a layout directory for archive.FileReader.
+// layoutBlobs opens the blobs of a layout directory for ociclip.Reader.
 type layoutBlobs string
 
 func (l layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {

@@ -58,6 +58,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -111,32 +112,14 @@ func NewKey(d digest.Digest, mediaType string, o tarindex.Options) (Key, error) 
 	}
 	comp := "detect"
 	if mediaType != "" {
-		c, err := tarindex.CompressionForMediaType(mediaType)
+		c, err := layerz.ForMediaType(mediaType)
 		if err != nil {
 			return Key{}, fmt.Errorf("%w: %v", ErrKey, err)
 		}
 		comp = c.String()
 	}
-	k := Key{Digest: d, Compression: comp, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, Limits: o.Limits}
-	if k.CheckpointMiB <= 0 {
-		k.CheckpointMiB = tarindex.DefaultCheckpointMiB
-	}
-	switch {
-	case k.SpanBytes == 0:
-		k.SpanBytes = tarindex.DefaultSpanBytes
-	case k.SpanBytes < 0:
-		k.SpanBytes = -1
-	}
-	if k.Limits.MaxEntries <= 0 {
-		k.Limits.MaxEntries = tarindex.DefaultMaxEntries
-	}
-	if k.Limits.MaxPathLen <= 0 {
-		k.Limits.MaxPathLen = tarindex.DefaultMaxPathLen
-	}
-	if k.Limits.MaxUncompressedBytes <= 0 {
-		k.Limits.MaxUncompressedBytes = tarindex.DefaultMaxUncompressedBytes
-	}
-	return k, nil
+	o = o.Normalized()
+	return Key{Digest: d, Compression: comp, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, Limits: o.Limits}, nil
 }
 
 // String returns the canonical text of the key, which every entry echoes.

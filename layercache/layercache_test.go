@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/limits"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -141,7 +142,7 @@ func TestKeys(t *testing.T) {
 	same := []tarindex.Options{
 		{CheckpointMiB: tarindex.DefaultCheckpointMiB},
 		{SpanBytes: tarindex.DefaultSpanBytes},
-		{Limits: tarindex.Limits{MaxEntries: tarindex.DefaultMaxEntries, MaxPathLen: -1}},
+		{Limits: tarindex.Limits{MaxEntries: limits.DefaultMaxEntries, MaxPathLen: -1}},
 		{Progress: func(tarindex.Progress) {}},
 	}
 	for _, o := range same {

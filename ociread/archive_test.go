@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/layerz"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -196,7 +197,7 @@ func TestDirTransportSkopeo(t *testing.T) {
 		t.Errorf("config %s, diff_ids %v", im2.ConfigDescriptor.Digest, im2.DiffIDs)
 	}
 	for i, ly := range im2.Layers {
-		if ly.MediaType != MediaTypeDockerLayerGzip || ly.Digest != want.Layers[i].Digest || ly.Size != want.Layers[i].Size {
+		if ly.MediaType != layerz.MediaTypeDockerLayerGzip || ly.Digest != want.Layers[i].Digest || ly.Size != want.Layers[i].Size {
 			t.Errorf("layer %d: %+v, want the gzip blob %s", i, ly, want.Layers[i].Digest)
 		}
 	}
@@ -275,7 +276,7 @@ func TestDockerArchiveSkopeo(t *testing.T) {
 	}
 	ociLayers := readAll(t, mustOpen(t, busyboxDir), want)
 	for i, b := range readAll(t, l, im) {
-		if im.Layers[i].MediaType != MediaTypeDockerLayer {
+		if im.Layers[i].MediaType != layerz.MediaTypeDockerLayer {
 			t.Errorf("layer %d media type %q", i, im.Layers[i].MediaType)
 		}
 		if got := digest.FromBytes(b); got != want.DiffIDs[i] {
@@ -364,7 +365,7 @@ func TestDockerArchiveGoLegacy(t *testing.T) {
 	}
 
 	im := mustResolve(t, l, Select{Ref: "example.com:5000/team/app:v2"})
-	wantTypes := []string{MediaTypeDockerLayer, MediaTypeDockerLayerGzip, v1.MediaTypeImageLayerZstd}
+	wantTypes := []string{layerz.MediaTypeDockerLayer, layerz.MediaTypeDockerLayerGzip, v1.MediaTypeImageLayerZstd}
 	for i, ly := range im.Layers {
 		if ly.MediaType != wantTypes[i] || ly.Digest != digest.FromBytes(b.layers[i]) || ly.Size != int64(len(b.layers[i])) {
 			t.Errorf("layer %d: %+v", i, ly)
@@ -526,9 +527,9 @@ func TestDockerArchiveGGCR(t *testing.T) {
 		}
 		for i, ly := range im.Layers {
 			wmt := map[string]string{
-				v1.MediaTypeImageLayerGzip: MediaTypeDockerLayerGzip,
+				v1.MediaTypeImageLayerGzip: layerz.MediaTypeDockerLayerGzip,
 				v1.MediaTypeImageLayerZstd: v1.MediaTypeImageLayerZstd,
-				v1.MediaTypeImageLayer:     MediaTypeDockerLayer,
+				v1.MediaTypeImageLayer:     layerz.MediaTypeDockerLayer,
 			}[want.Layers[i].MediaType]
 			if ly.MediaType != wmt || ly.Size != want.Layers[i].Size {
 				t.Errorf("%s layer %d: %+v", tag, i, ly)
@@ -574,7 +575,7 @@ func TestArchiveErrors(t *testing.T) {
 		{"no index.json", TransportOCIArchive, noIndex, Limits{}, ErrNotLayout, []string{"no index.json member"}},
 		{"docker save as oci-archive", TransportOCIArchive, legacy, Limits{}, ErrNotLayout, []string{"docker-archive:"}},
 		{"docker-archive without manifest.json", TransportDockerArchive, noIndex, Limits{}, ErrNotLayout, []string{"manifest.json"}},
-		{"manifest.json too big", TransportDockerArchive, bigManifest, Limits{MaxJSONBytes: 1000}, ErrLimit, []string{"manifest.json", "MaxJSONBytes=1000"}},
+		{"manifest.json too big", TransportDockerArchive, bigManifest, Limits{MaxJSONBytes: 1000}, ErrLimit, []string{"manifest.json", "MaxJSONBytes 1000"}},
 		{"manifest.json not an array", TransportDockerArchive, tarBytes(t, []tentry{{name: "manifest.json", body: []byte(`{}`)}}), Limits{}, ErrMalformed, []string{"manifest.json"}},
 		{"manifest.json entry not an object", TransportDockerArchive, tarBytes(t, []tentry{{name: "manifest.json", body: []byte(`[1]`)}}), Limits{}, ErrMalformed, []string{"entry 0"}},
 		{"index.json too big", TransportOCIArchive, good, Limits{MaxJSONBytes: 100}, ErrLimit, []string{"index.json"}},

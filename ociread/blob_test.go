@@ -142,7 +142,7 @@ func TestOpenBlobAndReadBlob(t *testing.T) {
 		{name: "ok exactly max", desc: d, max: d.Size},
 		{name: "ok empty", desc: empty, max: 0},
 		{name: "ok sha512", desc: s512, max: 100},
-		{name: "over max", desc: big, max: 99, wantErr: ErrLimit, msg: []string{"100 bytes", "limit of 99", string(big.Digest)}},
+		{name: "over max", desc: big, max: 99, wantErr: ErrLimit, msg: []string{"100 bytes", "MaxJSONBytes 99", string(big.Digest)}},
 		{name: "negative max", desc: d, max: -1, wantErr: ErrLimit},
 		{name: "missing", desc: v1.Descriptor{Digest: digest.FromBytes([]byte("absent")), Size: 6}, max: 100, wantErr: ErrBlobMissing,
 			msg: []string{digest.FromBytes([]byte("absent")).Encoded()}},
@@ -304,26 +304,6 @@ func TestMatchRank(t *testing.T) {
 	amd, _ := ParsePlatform("linux/amd64")
 	if matchRank(amd, v1.Platform{OS: "linux", Architecture: "amd64"}) <= matchRank(amd, v1.Platform{OS: "linux", Architecture: "amd64", Variant: "v0"}) {
 		t.Error("amd64: exact match must rank first")
-	}
-}
-
-func TestIsLayerMediaType(t *testing.T) {
-	for _, mt := range []string{
-		v1.MediaTypeImageLayer, v1.MediaTypeImageLayerGzip, v1.MediaTypeImageLayerZstd,
-		"application/vnd.oci.image.layer.nondistributable.v1.tar",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-		MediaTypeDockerLayerGzip, MediaTypeDockerLayer,
-	} {
-		if !IsLayerMediaType(mt) {
-			t.Errorf("IsLayerMediaType(%q) = false", mt)
-		}
-	}
-	for _, mt := range []string{"", "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", v1.MediaTypeImageConfig,
-		"application/vnd.in-toto+json", v1.MediaTypeImageManifest} {
-		if IsLayerMediaType(mt) {
-			t.Errorf("IsLayerMediaType(%q) = true", mt)
-		}
 	}
 }
 

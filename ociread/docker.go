@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/ociclip/ociclip/layerz"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,7 +26,7 @@ func openDockerArchive(p string, opts OpenOptions) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Layout{dir: p, limits: opts.Limits.withDefaults(), st: ts}
+	l := &Layout{dir: p, limits: opts.Limits.Normalized(), st: ts}
 	if err := l.loadDockerArchive(ts); err != nil {
 		ts.close()
 		return nil, err
@@ -275,16 +276,16 @@ func (l *Layout) synthesizeEntry(ts *tarStore, e dockerEntry, ename string) (v1.
 		n, _ := ts.section(m).ReadAt(magic[:], 0)
 		var d digest.Digest
 		var mt string
-		switch {
-		case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-			mt = MediaTypeDockerLayerGzip
+		switch comp, _ := layerz.Sniff(magic[:n]); comp {
+		case layerz.Gzip:
+			mt = layerz.MediaTypeDockerLayerGzip
 			d, err = ts.hashMember(m)
-		case n == 4 && bytes.Equal(magic[:], zstdMagic):
-			mt = v1.MediaTypeImageLayerZstd
+		case layerz.Zstd:
+			mt = layerz.MediaTypeOCILayerZstd
 			d, err = ts.hashMember(m)
 		default:
 			// An uncompressed tar: its digest is its DiffID.
-			mt = MediaTypeDockerLayer
+			mt = layerz.MediaTypeDockerLayer
 			if j >= len(c.RootFS.DiffIDs) {
 				return v1.Descriptor{}, fmt.Errorf("%w: %s: config %s lists only %d rootfs.diff_ids for %d layers",
 					ErrMalformed, what, ts.where(cm.name), len(c.RootFS.DiffIDs), len(e.Layers))

@@ -1,6 +1,10 @@
 package ociread
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/ociclip/ociclip/limits"
+)
 
 // Sentinel errors. Every error returned by this package wraps one of these
 // (check with errors.Is); the message around it names the file, digest, ref
@@ -41,7 +45,8 @@ var (
 	// sha512 digest. No path is ever built from such a digest.
 	ErrInvalidDigest = errors.New("ociread: invalid digest")
 	// ErrLimit: a Limits value (or the max given to ReadBlob) was exceeded.
-	ErrLimit = errors.New("ociread: limit exceeded")
+	// It is limits.ErrLimit; the error is a *limits.Error naming the limit.
+	ErrLimit = limits.ErrLimit
 	// ErrCycle: nested image indexes refer to each other in a cycle.
 	ErrCycle = errors.New("ociread: image index cycle")
 	// ErrInvalidSource: a source string or Source that ParseSource or

@@ -79,7 +79,7 @@ func TestOpen(t *testing.T) {
 				b.write()
 				return ""
 			}},
-		{name: "index.json too big", wantErr: ErrLimit, limits: Limits{MaxJSONBytes: 64}, msg: []string{"index.json", "MaxJSONBytes=64"},
+		{name: "index.json too big", wantErr: ErrLimit, limits: Limits{MaxJSONBytes: 64}, msg: []string{"index.json", "MaxJSONBytes 64"},
 			setup: func(b *tlayout) string {
 				b.add(b.image(img{}), "a-rather-long-ref-name-to-pass-64-bytes")
 				b.write()
@@ -331,9 +331,9 @@ func TestResolveErrors(t *testing.T) {
 		{
 			name: "unsupported layer media type", wantErr: ErrUnsupportedMediaType,
 			build: func(b *tlayout) expect {
-				m := b.image(img{layerMT: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"})
+				m := b.image(img{layerMT: "application/vnd.example.layer.v1.tar+lz4"})
 				b.add(m, "")
-				return expect{msg: []string{"foreign", "layers[0]", string(m.Digest)}}
+				return expect{msg: []string{"lz4", "layers[0]", string(m.Digest)}}
 			},
 		},
 		{
@@ -434,7 +434,7 @@ func TestResolveErrors(t *testing.T) {
 			build: func(b *tlayout) expect {
 				m := b.image(img{layers: 4})
 				b.add(m, "")
-				return expect{msg: []string{"MaxJSONBytes=400", string(m.Digest), fmt.Sprint(m.Size)}}
+				return expect{msg: []string{"MaxJSONBytes 400", string(m.Digest), fmt.Sprint(m.Size)}}
 			},
 		},
 		{
@@ -444,7 +444,7 @@ func TestResolveErrors(t *testing.T) {
 				cfg := b.jsonBlob(v1.MediaTypeImageConfig, map[string]any{"author": strings.Repeat("x", 500), "rootfs": map[string]any{"diff_ids": []string{}}})
 				m := b.jsonBlob(v1.MediaTypeImageManifest, map[string]any{"schemaVersion": 2, "config": cfg, "layers": []any{}})
 				b.add(m, "")
-				return expect{msg: []string{"MaxJSONBytes=400", "config " + string(cfg.Digest)}}
+				return expect{msg: []string{"MaxJSONBytes 400", "config " + string(cfg.Digest)}}
 			},
 		},
 		{
@@ -456,7 +456,7 @@ func TestResolveErrors(t *testing.T) {
 					d = b.index(v1.MediaTypeImageIndex, d)
 				}
 				b.add(d, "deep")
-				return expect{msg: []string{"MaxIndexDepth=2", "3 levels"}}
+				return expect{msg: []string{"MaxIndexDepth 2", "3 levels"}}
 			},
 		},
 		{
@@ -469,7 +469,7 @@ func TestResolveErrors(t *testing.T) {
 					d = b.index(v1.MediaTypeImageIndex, d)
 				}
 				b.add(d, "deep")
-				return expect{msg: []string{"MaxIndexDepth=2"}, sel: &Select{Ref: string(m.Digest)}}
+				return expect{msg: []string{"MaxIndexDepth 2"}, sel: &Select{Ref: string(m.Digest)}}
 			},
 		},
 		{
@@ -478,7 +478,7 @@ func TestResolveErrors(t *testing.T) {
 			build: func(b *tlayout) expect {
 				inner := b.index(v1.MediaTypeImageIndex, plat(b.image(img{}), "linux/amd64"))
 				b.add(b.index(v1.MediaTypeImageIndex, b.index(v1.MediaTypeImageIndex, inner)), "deep")
-				return expect{msg: []string{"MaxIndexDepth=2", string(inner.Digest)}, sel: &Select{Ref: string(inner.Digest)}}
+				return expect{msg: []string{"MaxIndexDepth 2", string(inner.Digest)}, sel: &Select{Ref: string(inner.Digest)}}
 			},
 		},
 		{

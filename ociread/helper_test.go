@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ociclip/ociclip/layerz"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -99,7 +100,7 @@ func (b *tlayout) image(o img) v1.Descriptor {
 	}
 	manifestMT, configMT, layerMT := v1.MediaTypeImageManifest, v1.MediaTypeImageConfig, v1.MediaTypeImageLayerGzip
 	if o.docker {
-		manifestMT, configMT, layerMT = MediaTypeDockerManifest, MediaTypeDockerConfig, MediaTypeDockerLayerGzip
+		manifestMT, configMT, layerMT = MediaTypeDockerManifest, MediaTypeDockerConfig, layerz.MediaTypeDockerLayerGzip
 	}
 	if o.manifestMT != "" {
 		manifestMT = o.manifestMT

@@ -31,38 +31,15 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/ociclip/ociclip/limits"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Default limits.
-const (
-	DefaultMaxJSONBytes  = 8 << 20
-	DefaultMaxIndexDepth = 8
-)
-
-// Limits bound what the reader accepts. Zero or negative fields mean the
-// default.
-type Limits struct {
-	// MaxJSONBytes caps the size of oci-layout, index.json and of every
-	// manifest, config and nested index blob, and of a docker-archive's or
-	// dir: directory's manifest.json. Default 8 MiB.
-	MaxJSONBytes int64
-	// MaxIndexDepth caps how many image indexes may be nested below
-	// index.json (an index referenced from index.json is at depth 1).
-	// Default 8.
-	MaxIndexDepth int
-}
-
-func (l Limits) withDefaults() Limits {
-	if l.MaxJSONBytes <= 0 {
-		l.MaxJSONBytes = DefaultMaxJSONBytes
-	}
-	if l.MaxIndexDepth <= 0 {
-		l.MaxIndexDepth = DefaultMaxIndexDepth
-	}
-	return l
-}
+// Limits bound what the reader accepts: it applies MaxJSONBytes and
+// MaxIndexDepth (zero means the default); exceeding one is a *limits.Error
+// (errors.Is(err, ErrLimit)).
+type Limits = limits.Limits
 
 // OpenOptions configures Open and OpenSource.
 type OpenOptions struct {
@@ -110,7 +87,7 @@ func Open(dir string, opts OpenOptions) (*Layout, error) {
 	l := &Layout{
 		src:    Source{Transport: TransportOCI, Path: dir},
 		dir:    dir,
-		limits: opts.Limits.withDefaults(),
+		limits: opts.Limits.Normalized(),
 		st:     dirStore{dir: dir},
 	}
 	st, err := os.Stat(dir)
@@ -305,7 +282,7 @@ func (l *Layout) ReadBlob(desc v1.Descriptor, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if desc.Size > max {
-		return nil, fmt.Errorf("%w: blob %s is %d bytes, more than the limit of %d bytes", ErrLimit, desc.Digest, desc.Size, max)
+		return nil, limits.New("MaxJSONBytes", max, fmt.Sprintf("blob %s is %d bytes", desc.Digest, desc.Size))
 	}
 	rc, err := l.OpenBlob(desc)
 	if err != nil {
@@ -364,14 +341,14 @@ func readSmallFile(path string, max int64) ([]byte, error) {
 	}
 	defer f.Close()
 	if st.Size() > max {
-		return nil, fmt.Errorf("%w: %s is %d bytes, more than MaxJSONBytes=%d", ErrLimit, path, st.Size(), max)
+		return nil, limits.New("MaxJSONBytes", max, fmt.Sprintf("%s is %d bytes", path, st.Size()))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%w: %s grew past MaxJSONBytes=%d while being read", ErrLimit, path, max)
+		return nil, limits.New("MaxJSONBytes", max, fmt.Sprintf("%s grew past it while being read", path))
 	}
 	return data, nil
 }

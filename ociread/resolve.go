@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ociclip/ociclip/layerz"
+	"github.com/ociclip/ociclip/limits"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -423,8 +425,8 @@ func (r *resolver) openIndex(c cand) (*doc, error) {
 		return nil, fmt.Errorf("%w: %s refers to index %s, which contains it", ErrCycle, c.where, c.desc.Digest)
 	}
 	if depth := len(c.path) + 1; depth > r.l.limits.MaxIndexDepth {
-		return nil, fmt.Errorf("%w: %s: index %s would be nested %d levels deep, more than MaxIndexDepth=%d",
-			ErrLimit, c.where, c.desc.Digest, depth, r.l.limits.MaxIndexDepth)
+		return nil, limits.New("MaxIndexDepth", int64(r.l.limits.MaxIndexDepth),
+			fmt.Sprintf("%s: index %s would be nested %d levels deep", c.where, c.desc.Digest, depth))
 	}
 	if r.expanded[c.desc.Digest] {
 		return nil, nil // seen through another path: adds nothing new
@@ -584,7 +586,7 @@ func (r *resolver) readDoc(c cand) (*doc, error) {
 	}
 	max := r.l.limits.MaxJSONBytes
 	if c.desc.Size > max {
-		return nil, fmt.Errorf("%w: %s: %s is %d bytes, more than MaxJSONBytes=%d", ErrLimit, c.where, c.desc.Digest, c.desc.Size, max)
+		return nil, limits.New("MaxJSONBytes", max, fmt.Sprintf("%s: %s is %d bytes", c.where, c.desc.Digest, c.desc.Size))
 	}
 	data, err := r.l.ReadBlob(c.desc, max)
 	if err != nil {
@@ -695,7 +697,7 @@ func (r *resolver) loadImage(c cand) (*Image, error) {
 		if err := checkDescriptor(layer, what); err != nil {
 			return nil, err
 		}
-		if !IsLayerMediaType(layer.MediaType) {
+		if !layerz.IsLayerMediaType(layer.MediaType) {
 			return nil, fmt.Errorf("%w: %s (%s): layer media type %q", ErrUnsupportedMediaType, what, layer.Digest, short(layer.MediaType))
 		}
 	}
@@ -705,7 +707,7 @@ func (r *resolver) loadImage(c cand) (*Image, error) {
 	}
 	max := r.l.limits.MaxJSONBytes
 	if m.Config.Size > max {
-		return nil, fmt.Errorf("%w: %s: config %s is %d bytes, more than MaxJSONBytes=%d", ErrLimit, name, m.Config.Digest, m.Config.Size, max)
+		return nil, limits.New("MaxJSONBytes", max, fmt.Sprintf("%s: config %s is %d bytes", name, m.Config.Digest, m.Config.Size))
 	}
 	raw, err := r.l.ReadBlob(m.Config, max)
 	if err != nil {

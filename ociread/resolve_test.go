@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ociclip/ociclip/layerz"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -92,7 +93,7 @@ func checkImage(t *testing.T, l *Layout, im *Image) {
 		t.Error("ManifestDescriptor.MediaType is empty")
 	}
 	for _, ly := range im.Layers {
-		if !IsLayerMediaType(ly.MediaType) {
+		if !layerz.IsLayerMediaType(ly.MediaType) {
 			t.Errorf("layer media type %q", ly.MediaType)
 		}
 	}
@@ -394,7 +395,7 @@ func TestResolveSelection(t *testing.T) {
 						t.Errorf("config media type %q", im.ConfigDescriptor.MediaType)
 					}
 					for _, l := range im.Layers {
-						if l.MediaType != MediaTypeDockerLayerGzip {
+						if l.MediaType != layerz.MediaTypeDockerLayerGzip {
 							t.Errorf("layer media type %q", l.MediaType)
 						}
 					}
@@ -407,7 +408,7 @@ func TestResolveSelection(t *testing.T) {
 		{
 			name: "Docker manifest directly in index.json with uncompressed layer",
 			build: func(b *tlayout) expect {
-				m := b.image(img{docker: true, layerMT: MediaTypeDockerLayer})
+				m := b.image(img{docker: true, layerMT: layerz.MediaTypeDockerLayer})
 				b.add(m, "x")
 				return expect{manifest: m.Digest, ref: "x"}
 			},

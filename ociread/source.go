@@ -278,7 +278,7 @@ func openOCIArchive(p string, opts OpenOptions) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Layout{dir: p, limits: opts.Limits.withDefaults(), st: ts}
+	l := &Layout{dir: p, limits: opts.Limits.Normalized(), st: ts}
 	if err := checkOCIMembers(ts); err != nil {
 		ts.close()
 		return nil, err
@@ -317,7 +317,7 @@ func openDirTransport(dir string, opts OpenOptions) (*Layout, error) {
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrNotLayout, dir)
 	}
 	ds := &dirTransportStore{dir: dir}
-	l := &Layout{dir: dir, limits: opts.Limits.withDefaults(), st: ds}
+	l := &Layout{dir: dir, limits: opts.Limits.Normalized(), st: ds}
 	v, where, err := ds.file("version", 4096)
 	switch {
 	case err == nil:

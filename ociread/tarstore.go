@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/ociclip/ociclip/layerz"
+	"github.com/ociclip/ociclip/limits"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -105,11 +107,8 @@ func scanTar(f *os.File, p string) (*tarStore, error) {
 	}
 	var magic [4]byte
 	if n, _ := f.ReadAt(magic[:], 0); n == len(magic) {
-		switch {
-		case magic[0] == 0x1f && magic[1] == 0x8b:
-			return nil, fmt.Errorf("%w: %s is gzip-compressed; ociread reads uncompressed tar files in place, decompress it first", ErrNotLayout, p)
-		case bytes.Equal(magic[:], zstdMagic):
-			return nil, fmt.Errorf("%w: %s is zstd-compressed; ociread reads uncompressed tar files in place, decompress it first", ErrNotLayout, p)
+		if c, ok := layerz.Sniff(magic[:]); ok && c != layerz.None {
+			return nil, fmt.Errorf("%w: %s is %s-compressed; ociread reads uncompressed tar files in place, decompress it first", ErrNotLayout, p, c)
 		}
 	}
 	s := &tarStore{
@@ -132,7 +131,7 @@ func scanTar(f *os.File, p string) (*tarStore, error) {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeReg:
-			if isSparse(hdr) {
+			if layerz.IsSparse(hdr) {
 				delete(s.members, name)
 				continue
 			}
@@ -148,20 +147,6 @@ func scanTar(f *os.File, p string) (*tarStore, error) {
 		}
 	}
 	return s, nil
-}
-
-var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-
-func isSparse(hdr *tar.Header) bool {
-	if hdr.Typeflag == tar.TypeGNUSparse {
-		return true
-	}
-	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
-		}
-	}
-	return false
 }
 
 // cleanMemberName turns a tar member name into the name it is looked up by:
@@ -231,7 +216,7 @@ func (s *tarStore) readMember(name string, max int64) ([]byte, *member, error) {
 		return nil, nil, err
 	}
 	if m.size > max {
-		return nil, nil, fmt.Errorf("%w: %s is %d bytes, more than MaxJSONBytes=%d", ErrLimit, s.where(m.name), m.size, max)
+		return nil, nil, limits.New("MaxJSONBytes", max, fmt.Sprintf("%s is %d bytes", s.where(m.name), m.size))
 	}
 	buf := make([]byte, m.size)
 	if _, err := s.f.ReadAt(buf, m.offset); err != nil {

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -54,10 +54,10 @@ func genFiles(seed uint64, size int) []tfile {
 
 // recordEnds installs the block end hook and returns the recorded ends and
 // the largest drift correction applied.
-func recordEnds(opts *Options) (*[]blockEnd, *int64) {
-	var ends []blockEnd
+func recordEnds(opts *Options) (*[]layerz.BlockEnd, *int64) {
+	var ends []layerz.BlockEnd
 	var maxDrift int64
-	opts.blockEnd = func(be blockEnd, drift int64) {
+	opts.blockEnd = func(be layerz.BlockEnd, drift int64) {
 		ends = append(ends, be)
 		maxDrift = max(maxDrift, drift)
 	}
@@ -69,7 +69,7 @@ func recordEnds(opts *Options) (*[]blockEnd, *int64) {
 // before a regular file > 512 KiB when 512 KiB passed, a final one at the end
 // of the tar if anything passed.
 func nominalCheckpoints(t *testing.T, u []byte, interval int64) []int64 {
-	cr := &countingReader{r: bytes.NewReader(u)}
+	cr := &layerz.CountingReader{R: bytes.NewReader(u)}
 	tr := tar.NewReader(cr)
 	var out []int64
 	var last int64
@@ -81,17 +81,17 @@ func nominalCheckpoints(t *testing.T, u []byte, interval int64) []int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cr.n-last >= interval {
-			out = append(out, cr.n)
-			last = cr.n
+		if cr.N-last >= interval {
+			out = append(out, cr.N)
+			last = cr.N
 		}
-		if h.Typeflag == tar.TypeReg && h.Size > 512<<10 && cr.n-last >= 512<<10 {
-			out = append(out, cr.n)
-			last = cr.n
+		if h.Typeflag == tar.TypeReg && h.Size > 512<<10 && cr.N-last >= 512<<10 {
+			out = append(out, cr.N)
+			last = cr.N
 		}
 	}
-	if cr.n > last {
-		out = append(out, cr.n)
+	if cr.N > last {
+		out = append(out, cr.N)
 	}
 	return out
 }
@@ -117,7 +117,7 @@ func TestGzipCheckpointsOnBlockEnds(t *testing.T) {
 		t.Run(w.name, func(t *testing.T) {
 			blob := w.compress(t, u)
 			for _, mib := range []int{1, 2} {
-				opts := Options{MediaType: MediaTypeOCILayerGzip, CheckpointMiB: mib, SpanBytes: -1}
+				opts := Options{MediaType: layerz.MediaTypeOCILayerGzip, CheckpointMiB: mib, SpanBytes: -1}
 				ends, _ := recordEnds(&opts)
 				res := mustIndex(t, blob, opts)
 				if res.DiffID != digest.FromBytes(u) {
@@ -132,12 +132,12 @@ func TestGzipCheckpointsOnBlockEnds(t *testing.T) {
 	}
 }
 
-func checkClipCheckpoints(t *testing.T, got []common.GzipCheckpoint, ends []blockEnd, nominal []int64) {
+func checkClipCheckpoints(t *testing.T, got []Checkpoint, ends []layerz.BlockEnd, nominal []int64) {
 	t.Helper()
-	isEnd := map[common.GzipCheckpoint]bool{}
+	isEnd := map[Checkpoint]bool{}
 	for i, e := range ends {
-		isEnd[common.GzipCheckpoint{COff: e.coff, UOff: e.uoff}] = true
-		if i > 0 && (e.uoff < ends[i-1].uoff || e.coff*8+int64(e.bit) <= ends[i-1].coff*8+int64(ends[i-1].bit)) {
+		isEnd[Checkpoint{COff: e.COff, UOff: e.UOff}] = true
+		if i > 0 && (e.UOff < ends[i-1].UOff || e.COff*8+int64(e.Bit) <= ends[i-1].COff*8+int64(ends[i-1].Bit)) {
 			t.Fatalf("block ends out of order: %+v after %+v", e, ends[i-1])
 		}
 	}
@@ -154,16 +154,16 @@ func checkClipCheckpoints(t *testing.T, got []common.GzipCheckpoint, ends []bloc
 	}
 	// The expected checkpoints: for each nominal position, the latest block
 	// end at or before it (skipping repeats and UOff 0).
-	var want []common.GzipCheckpoint
+	var want []Checkpoint
 	j := -1
 	for _, p := range nominal {
-		for j+1 < len(ends) && ends[j+1].uoff <= p {
+		for j+1 < len(ends) && ends[j+1].UOff <= p {
 			j++
 		}
-		if j < 0 || ends[j].uoff == 0 {
+		if j < 0 || ends[j].UOff == 0 {
 			continue
 		}
-		c := common.GzipCheckpoint{COff: ends[j].coff, UOff: ends[j].uoff}
+		c := Checkpoint{COff: ends[j].COff, UOff: ends[j].UOff}
 		if len(want) > 0 && want[len(want)-1].UOff >= c.UOff {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/layerz"
 )
 
 func TestChunkCRCs(t *testing.T) {
@@ -27,13 +28,13 @@ func TestChunkCRCs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c, err)
 		}
-		want := (int64(len(tarb)) + ChunkSize - 1) / ChunkSize
-		if res.ChunkSize != ChunkSize || int64(len(res.ChunkCRCs)) != want {
+		want := (int64(len(tarb)) + layerz.ChunkSize - 1) / layerz.ChunkSize
+		if res.ChunkSize != layerz.ChunkSize || int64(len(res.ChunkCRCs)) != want {
 			t.Fatalf("%s: %d CRCs of size %d, want %d", c, len(res.ChunkCRCs), res.ChunkSize, want)
 		}
 		for i, got := range res.ChunkCRCs {
-			lo := int64(i) * ChunkSize
-			hi := min(lo+ChunkSize, int64(len(tarb)))
+			lo := int64(i) * layerz.ChunkSize
+			hi := min(lo+layerz.ChunkSize, int64(len(tarb)))
 			if w := crc32.Checksum(tarb[lo:hi], crc32.MakeTable(crc32.Castagnoli)); got != w {
 				t.Errorf("%s chunk %d: %08x, want %08x", c, i, got, w)
 			}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // rawHeader returns a USTAR header block (with a valid checksum).
@@ -79,15 +81,15 @@ func TestErrors(t *testing.T) {
 	}
 	cases := []tc{
 		{"unknown media type", gz, Options{MediaType: "application/vnd.oci.image.config.v1+json"}, ErrUnknownMediaType, "config"},
-		{"gzip bytes, zstd type", gz, Options{MediaType: MediaTypeOCILayerZstd}, ErrCompressionMismatch, "says zstd, the blob's magic bytes say gzip"},
-		{"zstd bytes, gzip type", zs, Options{MediaType: MediaTypeDockerLayerGzip}, ErrCompressionMismatch, "says gzip, the blob's magic bytes say zstd"},
-		{"tar bytes, gzip type", good, Options{MediaType: MediaTypeOCILayerGzip}, ErrCompressionMismatch, "magic bytes say none"},
-		{"gzip bytes, tar type", gz, Options{MediaType: MediaTypeDockerLayer}, ErrCompressionMismatch, "says none"},
-		{"empty gzip", nil, Options{MediaType: MediaTypeOCILayerGzip}, ErrCorrupt, "too short"},
-		{"one byte gzip", []byte{0x1f}, Options{MediaType: MediaTypeOCILayerGzip}, ErrCorrupt, "too short"},
+		{"gzip bytes, zstd type", gz, Options{MediaType: layerz.MediaTypeOCILayerZstd}, ErrCompressionMismatch, "says zstd, the blob's magic bytes say gzip"},
+		{"zstd bytes, gzip type", zs, Options{MediaType: layerz.MediaTypeDockerLayerGzip}, ErrCompressionMismatch, "says gzip, the blob's magic bytes say zstd"},
+		{"tar bytes, gzip type", good, Options{MediaType: layerz.MediaTypeOCILayerGzip}, ErrCompressionMismatch, "magic bytes say none"},
+		{"gzip bytes, tar type", gz, Options{MediaType: layerz.MediaTypeDockerLayer}, ErrCompressionMismatch, "says none"},
+		{"empty gzip", nil, Options{MediaType: layerz.MediaTypeOCILayerGzip}, ErrCorrupt, "too short"},
+		{"one byte gzip", []byte{0x1f}, Options{MediaType: layerz.MediaTypeOCILayerGzip}, ErrCorrupt, "too short"},
 		{"gzip truncated in the trailer", gz[:len(gz)-3], Options{}, ErrCorrupt, "trailer"},
 		{"gzip truncated in deflate", gz[:len(gz)/2], Options{}, ErrCorrupt, "truncated"},
-		{"gzip truncated in the header", gz[:6], Options{MediaType: MediaTypeOCILayerGzip}, ErrCorrupt, "header"},
+		{"gzip truncated in the header", gz[:6], Options{MediaType: layerz.MediaTypeOCILayerGzip}, ErrCorrupt, "header"},
 		{"gzip bad CRC", flip(gz, len(gz)-8), Options{}, ErrCorrupt, "CRC32"},
 		{"gzip bad ISIZE", flip(gz, len(gz)-2), Options{}, ErrCorrupt, "ISIZE"},
 		{"gzip trailing garbage", append(bytes.Clone(gz), "garbage"...), Options{}, ErrCorrupt, "trailing garbage"},
@@ -97,7 +99,7 @@ func TestErrors(t *testing.T) {
 		{"gzip bad header CRC16", withFHCRC(gz, true), Options{}, ErrCorrupt, "CRC16"},
 		{"gzip bad deflate", flipMiddle(gz), Options{}, ErrCorrupt, ""},
 		{"zstd truncated", zs[:len(zs)-7], Options{}, ErrCorrupt, ""},
-		{"zstd truncated in the header", zs[:5], Options{MediaType: MediaTypeOCILayerZstd}, ErrCorrupt, ""},
+		{"zstd truncated in the header", zs[:5], Options{MediaType: layerz.MediaTypeOCILayerZstd}, ErrCorrupt, ""},
 		{"zstd corrupt", flipMiddle(zs), Options{}, ErrCorrupt, ""},
 		{"zstd trailing garbage", append(bytes.Clone(zs), "garbage"...), Options{}, ErrCorrupt, "trailing garbage"},
 		{"zstd only a skippable frame", skippable(4), Options{}, ErrCorrupt, "no data frame"},
@@ -187,34 +189,34 @@ func TestCleanAbs(t *testing.T) {
 }
 
 func TestSniffAndMediaTypes(t *testing.T) {
-	for mt, want := range map[string]Compression{
-		MediaTypeOCILayer: CompressionNone, MediaTypeOCILayerGzip: CompressionGzip, MediaTypeOCILayerZstd: CompressionZstd,
-		MediaTypeOCINondistributable: CompressionNone, MediaTypeOCINondistributableGzip: CompressionGzip,
-		MediaTypeOCINondistributableZstd: CompressionZstd, MediaTypeDockerLayer: CompressionNone,
-		MediaTypeDockerLayerGzip: CompressionGzip, MediaTypeDockerForeignLayerGzip: CompressionGzip,
+	for mt, want := range map[string]layerz.Compression{
+		layerz.MediaTypeOCILayer: layerz.None, layerz.MediaTypeOCILayerGzip: layerz.Gzip, layerz.MediaTypeOCILayerZstd: layerz.Zstd,
+		layerz.MediaTypeOCINondistributable: layerz.None, layerz.MediaTypeOCINondistributableGzip: layerz.Gzip,
+		layerz.MediaTypeOCINondistributableZstd: layerz.Zstd, layerz.MediaTypeDockerLayer: layerz.None,
+		layerz.MediaTypeDockerLayerGzip: layerz.Gzip, layerz.MediaTypeDockerForeignLayerGzip: layerz.Gzip,
 	} {
-		if got, err := CompressionForMediaType(mt); err != nil || got != want {
+		if got, err := layerz.ForMediaType(mt); err != nil || got != want {
 			t.Errorf("%s: %v %v", mt, got, err)
 		}
 	}
 	for _, mt := range []string{"", "application/json", "application/vnd.oci.image.layer.v1.tar+bzip2"} {
-		if _, err := CompressionForMediaType(mt); !errors.Is(err, ErrUnknownMediaType) {
+		if _, err := layerz.ForMediaType(mt); !errors.Is(err, ErrUnknownMediaType) {
 			t.Errorf("%q: %v", mt, err)
 		}
 	}
 	ustar := rawHeader("x", '0', 0, "")
 	for _, c := range []struct {
 		b    []byte
-		want Compression
+		want layerz.Compression
 		ok   bool
 	}{
-		{nil, CompressionNone, false}, {[]byte{0x1f}, CompressionNone, false}, {[]byte{0x1f, 0x8b}, CompressionGzip, true},
-		{[]byte{0x28, 0xb5, 0x2f}, CompressionNone, false}, {[]byte{0x28, 0xb5, 0x2f, 0xfd}, CompressionZstd, true},
-		{[]byte{0x5a, 0x2a, 0x4d, 0x18}, CompressionZstd, true}, {[]byte{0x52}, CompressionNone, false},
-		{ustar, CompressionNone, true}, {[]byte("hello world"), CompressionNone, true}, {[]byte{0x1f, 0x00}, CompressionNone, true},
+		{nil, layerz.None, false}, {[]byte{0x1f}, layerz.None, false}, {[]byte{0x1f, 0x8b}, layerz.Gzip, true},
+		{[]byte{0x28, 0xb5, 0x2f}, layerz.None, false}, {[]byte{0x28, 0xb5, 0x2f, 0xfd}, layerz.Zstd, true},
+		{[]byte{0x5a, 0x2a, 0x4d, 0x18}, layerz.Zstd, true}, {[]byte{0x52}, layerz.None, false},
+		{ustar, layerz.None, true}, {[]byte("hello world"), layerz.None, true}, {[]byte{0x1f, 0x00}, layerz.None, true},
 	} {
-		if got, ok := Sniff(c.b); got != c.want || ok != c.ok {
-			t.Errorf("Sniff(% x) = %v %v, want %v %v", c.b, got, ok, c.want, c.ok)
+		if got, ok := layerz.Sniff(c.b); got != c.want || ok != c.ok {
+			t.Errorf("layerz.Sniff(% x) = %v %v, want %v %v", c.b, got, ok, c.want, c.ok)
 		}
 	}
 }
@@ -366,7 +368,7 @@ func flipMiddle(b []byte) []byte {
 // CRC16 when bad).
 func withFHCRC(gz []byte, bad bool) []byte {
 	h := bytes.Clone(gz[:10])
-	h[3] |= gzFHCRC
+	h[3] |= 1 << 1 // FHCRC (RFC 1952 section 2.3.1)
 	crc := crc16(h)
 	if bad {
 		crc ^= 1
@@ -452,7 +454,7 @@ func FuzzIndex(f *testing.F) {
 	}
 	f.Add(gnuSparse(&testing.T{}), uint8(1))
 	f.Add(paxSparse("1", "0"), uint8(1))
-	mts := []string{"", MediaTypeOCILayer, MediaTypeOCILayerGzip, MediaTypeOCILayerZstd}
+	mts := []string{"", layerz.MediaTypeOCILayer, layerz.MediaTypeOCILayerGzip, layerz.MediaTypeOCILayerZstd}
 	f.Fuzz(func(t *testing.T, blob []byte, mt uint8) {
 		res, err := index(t, blob, Options{MediaType: mts[int(mt)%len(mts)], SpanBytes: 1 << 10, Limits: Limits{MaxUncompressedBytes: 64 << 20}})
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // needTool returns the path of an external tool; without it the test is
@@ -179,7 +180,7 @@ func writeTar(t testing.TB, files []tfile, format tar.Format, modify func(*tar.H
 type codec struct {
 	name      string
 	mediaType string
-	comp      Compression
+	comp      layerz.Compression
 	compress  func(t testing.TB, b []byte) []byte
 }
 
@@ -260,12 +261,12 @@ func skippable(n int) []byte {
 func plain(t testing.TB, b []byte) []byte { return b }
 
 var codecs = []codec{
-	{"plain", MediaTypeOCILayer, CompressionNone, plain},
-	{"gzip-go", MediaTypeOCILayerGzip, CompressionGzip, gzipGo},
-	{"gzip-klauspost", MediaTypeDockerLayerGzip, CompressionGzip, gzipKlauspost},
-	{"gzip-multi", MediaTypeOCILayerGzip, CompressionGzip, gzipMulti},
-	{"zstd", MediaTypeOCILayerZstd, CompressionZstd, zstdSingle},
-	{"zstd-multi", MediaTypeOCINondistributableZstd, CompressionZstd, zstdMulti},
+	{"plain", layerz.MediaTypeOCILayer, layerz.None, plain},
+	{"gzip-go", layerz.MediaTypeOCILayerGzip, layerz.Gzip, gzipGo},
+	{"gzip-klauspost", layerz.MediaTypeDockerLayerGzip, layerz.Gzip, gzipKlauspost},
+	{"gzip-multi", layerz.MediaTypeOCILayerGzip, layerz.Gzip, gzipMulti},
+	{"zstd", layerz.MediaTypeOCILayerZstd, layerz.Zstd, zstdSingle},
+	{"zstd-multi", layerz.MediaTypeOCINondistributableZstd, layerz.Zstd, zstdMulti},
 }
 
 // index runs Index on blob.
@@ -284,10 +285,10 @@ func mustIndex(t testing.TB, blob []byte, opts Options) *Result {
 }
 
 // decompress returns the uncompressed stream of blob by independent means.
-func decompress(t testing.TB, blob []byte, c Compression) []byte {
+func decompress(t testing.TB, blob []byte, c layerz.Compression) []byte {
 	t.Helper()
 	switch c {
-	case CompressionGzip:
+	case layerz.Gzip:
 		zr, err := gzip.NewReader(bytes.NewReader(blob))
 		if err != nil {
 			t.Fatal(err)
@@ -297,7 +298,7 @@ func decompress(t testing.TB, blob []byte, c Compression) []byte {
 			t.Fatal(err)
 		}
 		return b
-	case CompressionZstd:
+	case layerz.Zstd:
 		d, _ := zstd.NewReader(nil)
 		defer d.Close()
 		b, err := d.DecodeAll(blob, nil)

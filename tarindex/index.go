@@ -14,9 +14,10 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/klauspost/compress/flate"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ociclip/ociclip/layerz"
 )
 
 const (
@@ -29,8 +30,6 @@ const (
 	// maxEndsPerChunk caps the deflate block ends attached to one chunk; a
 	// chunk is handed over early when it has that many.
 	maxEndsPerChunk = 4096
-	// blobBufSize is the read buffer over the blob.
-	blobBufSize = 64 << 10
 	// progressEvery is the compressed-input interval of Progress calls.
 	progressEvery = 1 << 20
 	// largeFile and largeFileGap are clip's large-file checkpoint rule: a
@@ -70,51 +69,51 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
-	want, haveMT := Compression(0), opts.MediaType != ""
+	want, haveMT := layerz.Compression(0), opts.MediaType != ""
 	if haveMT {
 		var err error
-		if want, err = CompressionForMediaType(opts.MediaType); err != nil {
+		if want, err = layerz.ForMediaType(opts.MediaType); err != nil {
 			return nil, err
 		}
 	}
 	if opts.mode != modeSync {
 		// The blob is read on its own goroutine (see readAhead).
-		ra := newReadAhead(r)
-		defer ra.stop()
+		ra := layerz.NewReadAhead(r)
+		defer ra.Stop()
 		r = ra
 	}
-	cr := &countingReader{r: r}
-	br := bufio.NewReaderSize(cr, blobBufSize)
-	magic, err := br.Peek(sniffLen)
+	cr := &layerz.CountingReader{R: r}
+	br := bufio.NewReaderSize(cr, layerz.BlobBufSize)
+	magic, err := br.Peek(layerz.SniffLen)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("tarindex: reading blob: %w", err)
 	}
-	got, ok := Sniff(magic)
+	got, ok := layerz.Sniff(magic)
 	switch {
 	case !haveMT:
 		want = got
-	case !ok && want != CompressionNone:
-		return nil, corruptf("%s blob of %d bytes is too short", want, len(magic))
+	case !ok && want != layerz.None:
+		return nil, layerz.Corruptf("%s blob of %d bytes is too short", want, len(magic))
 	case ok && got != want:
 		return nil, fmt.Errorf("%w: media type %s says %s, the blob's magic bytes say %s", ErrCompressionMismatch, opts.MediaType, want, got)
 	}
 
-	ix := &indexer{opts: opts, lim: opts.Limits.withDefaults()}
+	ix := &indexer{opts: opts, lim: opts.Limits.Normalized()}
 	p := &producer{ctx: ctx, cr: cr, maxU: ix.lim.MaxUncompressedBytes, hook: opts.blockEnd}
 	ix.res.Compression = want
 	switch want {
-	case CompressionGzip:
+	case layerz.Gzip:
 		p.span = opts.span()
-		p.gz = &gzReader{cr: cr, br: br, onBlockEnd: p.onBlockEnd}
+		p.gz = layerz.NewGzipReader(cr, br, p.onBlockEnd)
 		p.src = p.gz
 		ix.resolver = &cpResolver{}
-	case CompressionZstd:
-		dec, err := newZstdDecoder()
+	case layerz.Zstd:
+		dec, err := layerz.NewZstdDecoder()
 		if err != nil {
 			return nil, fmt.Errorf("tarindex: %w", err)
 		}
 		defer dec.Close()
-		p.zs = &zstdReader{cr: cr, br: br, dec: dec}
+		p.zs = layerz.NewZstdReader(cr, br, dec)
 		p.src = p.zs
 	default:
 		p.src = br
@@ -123,12 +122,12 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &ix.res
-	res.CompressedSize = cr.n
+	res.CompressedSize = cr.N
 	if p.gz != nil {
 		res.ResumePoints = p.rps
 	}
 	if p.zs != nil {
-		res.ZstdFrames = p.zs.frames
+		res.ZstdFrames = p.zs.Frames()
 	}
 	return res, nil
 }
@@ -138,7 +137,7 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 type chunk struct {
 	buf  []byte
 	n    int
-	ends []blockEnd
+	ends []layerz.BlockEnd
 	cin  int64 // blob bytes read when the chunk was complete
 	err  error // io.EOF after the last byte, or what stopped the decompressor
 	// refs counts the stages still using the chunk (modeHash: the hasher
@@ -150,19 +149,19 @@ type chunk struct {
 type producer struct {
 	ctx   context.Context
 	src   io.Reader
-	cr    *countingReader
-	gz    *gzReader
-	zs    *zstdReader
+	cr    *layerz.CountingReader
+	gz    *layerz.GzipReader
+	zs    *layerz.ZstdReader
 	cur   *chunk
 	total int64
 	maxU  int64
 	// bufSize is the size of the chunk buffers to allocate.
 	bufSize int
-	hook    func(be blockEnd, drift int64)
+	hook    func(be layerz.BlockEnd, drift int64)
 	// resume points
 	span   int64
 	lastRP int64
-	rps    []ResumePoint
+	rps    []layerz.ResumePoint
 }
 
 // fill fills c from the decompressor.
@@ -194,35 +193,35 @@ func (p *producer) fill(c *chunk) {
 			break
 		}
 	}
-	c.cin = p.cr.n
+	c.cin = p.cr.N
 	if c.n == len(c.buf) && p.bufSize < chunkSize {
 		p.bufSize *= 2
 	}
 }
 
 // onBlockEnd records a deflate block end (called by flate via gzReader).
-func (p *producer) onBlockEnd(be blockEnd, cp *flate.InflateCheckpoint) {
+func (p *producer) onBlockEnd(be layerz.BlockEnd, cp *flate.InflateCheckpoint) {
 	if p.hook != nil {
-		p.hook(be, p.gz.drift)
+		p.hook(be, p.gz.Drift())
 	}
 	// Several block ends at the same uncompressed offset (empty stored
 	// blocks of sync flushes): keep the latest only.
-	if n := len(p.cur.ends); n > 0 && p.cur.ends[n-1].uoff == be.uoff {
+	if n := len(p.cur.ends); n > 0 && p.cur.ends[n-1].UOff == be.UOff {
 		p.cur.ends[n-1] = be
 	} else {
 		p.cur.ends = append(p.cur.ends, be)
 	}
-	if p.span > 0 && !be.final && be.uoff-p.lastRP >= p.span {
+	if p.span > 0 && !be.Final && be.UOff-p.lastRP >= p.span {
 		w := make([]byte, len(cp.Window))
 		copy(w, cp.Window)
-		p.rps = append(p.rps, ResumePoint{
-			COff:        be.coff,
-			BitOffset:   be.bit,
-			UOff:        be.uoff,
+		p.rps = append(p.rps, layerz.ResumePoint{
+			COff:        be.COff,
+			BitOffset:   be.Bit,
+			UOff:        be.UOff,
 			Window:      w,
-			MemberStart: p.gz.memberC,
+			MemberStart: p.gz.MemberStart(),
 		})
-		p.lastRP = be.uoff
+		p.lastRP = be.UOff
 	}
 }
 
@@ -239,7 +238,7 @@ type ustream struct {
 	// h and crcs hash every chunk in load, unless another goroutine does
 	// (hashed is set).
 	h      hash.Hash
-	crcs   chunkCRCs
+	crcs   layerz.ChunkCRCs
 	hashed bool
 	res    *cpResolver
 	// progress
@@ -257,7 +256,7 @@ func (u *ustream) load() {
 	c := u.next()
 	if c.n > 0 && !u.hashed {
 		u.h.Write(c.buf[:c.n])
-		u.crcs.write(c.buf[:c.n])
+		u.crcs.Write(c.buf[:c.n])
 	}
 	if u.res != nil {
 		u.res.advance(u.pos)
@@ -334,25 +333,25 @@ func (u *ustream) drain() error {
 // after P is known (or at the end of the stream), so the result does not
 // depend on how far the decompressor ran ahead.
 type cpResolver struct {
-	q       []blockEnd // block ends after the walker's position, in order
-	prev    blockEnd   // latest block end at or before the walker's position
+	q       []layerz.BlockEnd // block ends after the walker's position, in order
+	prev    layerz.BlockEnd   // latest block end at or before the walker's position
 	hasPrev bool
 	pending []int64 // requested positions not yet resolved
-	out     []common.GzipCheckpoint
+	out     []Checkpoint
 }
 
 func (r *cpResolver) emit() {
-	if !r.hasPrev || r.prev.uoff <= 0 {
+	if !r.hasPrev || r.prev.UOff <= 0 {
 		return
 	}
-	if n := len(r.out); n > 0 && r.out[n-1].UOff >= r.prev.uoff {
+	if n := len(r.out); n > 0 && r.out[n-1].UOff >= r.prev.UOff {
 		return
 	}
-	r.out = append(r.out, common.GzipCheckpoint{COff: r.prev.coff, UOff: r.prev.uoff})
+	r.out = append(r.out, Checkpoint{COff: r.prev.COff, UOff: r.prev.UOff})
 }
 
-func (r *cpResolver) ingest(e blockEnd) {
-	for len(r.pending) > 0 && r.pending[0] < e.uoff {
+func (r *cpResolver) ingest(e layerz.BlockEnd) {
+	for len(r.pending) > 0 && r.pending[0] < e.UOff {
 		r.emit()
 		r.pending = r.pending[1:]
 	}
@@ -366,7 +365,7 @@ func (r *cpResolver) ingest(e blockEnd) {
 // advance moves block ends at or before pos out of the queue.
 func (r *cpResolver) advance(pos int64) {
 	i := 0
-	for i < len(r.q) && r.q[i].uoff <= pos {
+	for i < len(r.q) && r.q[i].UOff <= pos {
 		r.prev, r.hasPrev = r.q[i], true
 		i++
 	}
@@ -521,7 +520,7 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 				}
 				if c.n > 0 {
 					u.h.Write(c.buf[:c.n])
-					u.crcs.write(c.buf[:c.n])
+					u.crcs.Write(c.buf[:c.n])
 				}
 				last := c.err != nil
 				release(c)
@@ -627,7 +626,7 @@ func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 	}
 	ix.res.UncompressedSize = u.pos
 	ix.res.DiffID = digest.NewDigestFromBytes(digest.SHA256, u.h.Sum(nil))
-	ix.res.ChunkSize, ix.res.ChunkCRCs = ChunkSize, u.crcs.finish()
+	ix.res.ChunkSize, ix.res.ChunkCRCs = layerz.ChunkSize, u.crcs.Finish()
 	ix.res.Entries = ix.entries.slice()
 	if u.progress != nil {
 		u.progress(Progress{CompressedBytes: u.cin, UncompressedBytes: u.pos, Entries: len(ix.res.Entries)})
@@ -642,9 +641,9 @@ func (ix *indexer) tarErr(u *ustream, err error) error {
 		return u.err
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return corruptf("tar: stream ends inside a header or an entry's data (uncompressed offset %d)", u.pos)
+		return layerz.Corruptf("tar: stream ends inside a header or an entry's data (uncompressed offset %d)", u.pos)
 	}
-	return corruptf("tar: %v (uncompressed offset %d)", err, u.pos)
+	return layerz.Corruptf("tar: %v (uncompressed offset %d)", err, u.pos)
 }
 
 // entry converts a tar header. keep is false for entries ociclip skips.
@@ -670,10 +669,8 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 	default:
 		return e, false, nil
 	}
-	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return e, false, fmt.Errorf("%w: %q (PAX GNU.sparse.* records)", ErrSparse, hdr.Name)
-		}
+	if layerz.IsSparse(hdr) {
+		return e, false, fmt.Errorf("%w: %q (PAX GNU.sparse.* records)", ErrSparse, hdr.Name)
 	}
 	if len(hdr.Name) > ix.lim.MaxPathLen {
 		return e, false, limitErr("MaxPathLen", int64(ix.lim.MaxPathLen), fmt.Sprintf("entry name of %d bytes", len(hdr.Name)))
@@ -682,14 +679,14 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 		return e, false, limitErr("MaxPathLen", int64(ix.lim.MaxPathLen), fmt.Sprintf("link target of %d bytes in %q", len(hdr.Linkname), hdr.Name))
 	}
 	if hdr.Name == "" {
-		return e, false, corruptf("tar: entry with an empty name at uncompressed offset %d", pos)
+		return e, false, layerz.Corruptf("tar: entry with an empty name at uncompressed offset %d", pos)
 	}
 	p, ok := cleanAbs(hdr.Name)
 	if !ok {
 		return e, false, fmt.Errorf("%w: entry %q", ErrUnsafePath, hdr.Name)
 	}
 	if hdr.Uid < 0 || hdr.Uid > math.MaxUint32 || hdr.Gid < 0 || hdr.Gid > math.MaxUint32 {
-		return e, false, corruptf("tar: %q: uid/gid %d/%d out of range", hdr.Name, hdr.Uid, hdr.Gid)
+		return e, false, layerz.Corruptf("tar: %q: uid/gid %d/%d out of range", hdr.Name, hdr.Uid, hdr.Gid)
 	}
 	e = Entry{
 		Path:       p,
@@ -706,7 +703,7 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 	switch kind {
 	case KindFile:
 		if hdr.Size < 0 {
-			return e, false, corruptf("tar: %q: negative size", hdr.Name)
+			return e, false, layerz.Corruptf("tar: %q: negative size", hdr.Name)
 		}
 		e.Size, e.Offset = hdr.Size, pos
 	case KindSymlink:
@@ -716,7 +713,7 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 		e.Linkname = hdr.Linkname
 	case KindHardlink:
 		if hdr.Linkname == "" {
-			return e, false, corruptf("tar: hard link %q without a target", hdr.Name)
+			return e, false, layerz.Corruptf("tar: hard link %q without a target", hdr.Name)
 		}
 		t, ok := cleanAbs(hdr.Linkname)
 		if !ok {

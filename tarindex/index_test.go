@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -122,7 +123,7 @@ func TestIndexOffsets(t *testing.T) {
 					}
 					checkEntries(t, res, u, v.files)
 					switch c.comp {
-					case CompressionGzip:
+					case layerz.Gzip:
 						if len(res.GzipCheckpoints) == 0 && v.name != "padded" {
 							t.Error("no gzip checkpoints")
 						}
@@ -131,7 +132,7 @@ func TestIndexOffsets(t *testing.T) {
 							t.Error("gzip checkpoints for a non-gzip layer")
 						}
 					}
-					if (c.comp == CompressionZstd) != (len(res.ZstdFrames) > 0) {
+					if (c.comp == layerz.Zstd) != (len(res.ZstdFrames) > 0) {
 						t.Errorf("%d zstd frames for a %s layer", len(res.ZstdFrames), c.comp)
 					}
 				}

@@ -3,15 +3,16 @@ package tarindex
 import (
 	"context"
 	"fmt"
+
+	"github.com/ociclip/ociclip/layerz"
+	"github.com/ociclip/ociclip/limits"
 )
 
-// Default values used when the corresponding Options or Limits field is zero.
+// Default values used when the corresponding Options field is zero (the
+// limits' defaults are in package limits).
 const (
-	DefaultCheckpointMiB        = 2
-	DefaultSpanBytes            = 4 << 20
-	DefaultMaxEntries           = 1_000_000
-	DefaultMaxPathLen           = 4096
-	DefaultMaxUncompressedBytes = 1 << 40
+	DefaultCheckpointMiB = 2
+	DefaultSpanBytes     = 4 << 20
 )
 
 // Options configure Index.
@@ -36,20 +37,16 @@ type Options struct {
 	// blockEnd is a test hook called (from the inflating goroutine) for
 	// every deflate block end with its corrected blob offset and the
 	// correction applied to flate's CompressedOffset.
-	blockEnd func(be blockEnd, drift int64)
+	blockEnd func(be layerz.BlockEnd, drift int64)
 	// mode selects the pipeline (0: default, 1: single goroutine, 2: two
 	// goroutines); used by benchmarks to compare the two.
 	mode int
 }
 
-// Limits bound the resources one layer may claim. A zero field means its
-// default; exceeding a limit fails Index with an error wrapping ErrLimit that
-// names the limit.
-type Limits struct {
-	MaxEntries           int   // tar entries (headers), default DefaultMaxEntries
-	MaxPathLen           int   // bytes of an entry name or link target, default DefaultMaxPathLen
-	MaxUncompressedBytes int64 // uncompressed stream length, default DefaultMaxUncompressedBytes
-}
+// Limits bound the resources one layer may claim: Index applies MaxEntries,
+// MaxPathLen and MaxUncompressedBytes (zero means the default); exceeding
+// one fails Index with a *limits.Error (errors.Is(err, ErrLimit)).
+type Limits = limits.Limits
 
 // Progress reports how far Index is into a layer.
 type Progress struct {
@@ -58,38 +55,39 @@ type Progress struct {
 	Entries           int   // tar entries recorded so far
 }
 
-func (o *Options) checkpointInterval() int64 {
+// Normalized returns o with every default filled in: CheckpointMiB and
+// SpanBytes at their defaults when zero (a negative SpanBytes becomes -1:
+// no resume points), and the limits Index applies at their defaults (the
+// other Limits fields cleared). Index behaves the same for o
+// and o.Normalized(); a cache of results keys on the normalized options, so
+// that spelling a default out and leaving it zero are the same key.
+func (o Options) Normalized() Options {
 	if o.CheckpointMiB <= 0 {
-		return DefaultCheckpointMiB << 20
+		o.CheckpointMiB = DefaultCheckpointMiB
 	}
-	return int64(o.CheckpointMiB) << 20
-}
-
-func (o *Options) span() int64 {
 	switch {
 	case o.SpanBytes == 0:
-		return DefaultSpanBytes
+		o.SpanBytes = DefaultSpanBytes
 	case o.SpanBytes < 0:
-		return 0
+		o.SpanBytes = -1
 	}
-	return o.SpanBytes
+	n := o.Limits.Normalized()
+	// Only the limits Index applies: the others do not change a Result.
+	o.Limits = Limits{MaxEntries: n.MaxEntries, MaxPathLen: n.MaxPathLen, MaxUncompressedBytes: n.MaxUncompressedBytes}
+	return o
 }
 
-func (l Limits) withDefaults() Limits {
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = DefaultMaxEntries
-	}
-	if l.MaxPathLen <= 0 {
-		l.MaxPathLen = DefaultMaxPathLen
-	}
-	if l.MaxUncompressedBytes <= 0 {
-		l.MaxUncompressedBytes = DefaultMaxUncompressedBytes
-	}
-	return l
+func (o *Options) checkpointInterval() int64 {
+	return int64(o.Normalized().CheckpointMiB) << 20
+}
+
+// span is the resume point spacing, 0 when there are none.
+func (o *Options) span() int64 {
+	return max(o.Normalized().SpanBytes, 0)
 }
 
 func limitErr(name string, limit int64, what string) error {
-	return fmt.Errorf("%w: %s %d: %s", ErrLimit, name, limit, what)
+	return limits.New(name, limit, what)
 }
 
 // ctxErr returns ctx's error wrapped so that errors.Is(err, context.Canceled)

@@ -6,20 +6,22 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // checkResumeEverywhere resumes inflation from every resume point of blob
 // and compares the output with the sequential stream u: at least 256 KiB
 // from each point, and to the end of the stream from some of them.
-func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []blockEnd, span int64) {
+func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []layerz.BlockEnd, span int64) {
 	t.Helper()
 	// Exactly the block ends the span rule selects.
 	var want []int64
 	var prev int64
 	for _, e := range ends {
-		if !e.final && e.uoff-prev >= span {
-			want = append(want, e.uoff)
-			prev = e.uoff
+		if !e.Final && e.UOff-prev >= span {
+			want = append(want, e.UOff)
+			prev = e.UOff
 		}
 	}
 	if len(want) != len(res.ResumePoints) {
@@ -28,9 +30,9 @@ func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []blo
 	if len(want) < 5 {
 		t.Fatalf("only %d resume points", len(want))
 	}
-	isEnd := map[blockEnd]bool{}
+	isEnd := map[layerz.BlockEnd]bool{}
 	for _, e := range ends {
-		e.final = false
+		e.Final = false
 		isEnd[e] = true
 	}
 	var last int64
@@ -42,18 +44,18 @@ func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []blo
 		if rp.UOff != want[i] {
 			t.Errorf("resume point %d at %d, want %d", i, rp.UOff, want[i])
 		}
-		if !isEnd[blockEnd{coff: rp.COff, uoff: rp.UOff, bit: rp.BitOffset}] {
+		if !isEnd[layerz.BlockEnd{COff: rp.COff, UOff: rp.UOff, Bit: rp.BitOffset}] {
 			t.Errorf("resume point %d (%d.%d, %d) is not a block end", i, rp.COff, rp.BitOffset, rp.UOff)
 		}
-		if want := min(int64(maxWindow), rp.UOff); int64(len(rp.Window)) > want || rp.MemberStart == 0 && int64(len(rp.Window)) != want {
+		if want := min(int64(layerz.MaxWindow), rp.UOff); int64(len(rp.Window)) > want || rp.MemberStart == 0 && int64(len(rp.Window)) != want {
 			t.Errorf("resume point %d: window of %d bytes", i, len(rp.Window))
 		}
 		if !bytes.Equal(rp.Window, u[rp.UOff-int64(len(rp.Window)):rp.UOff]) {
 			t.Errorf("resume point %d: window is not the output before UOff", i)
 		}
-		rc, err := OpenAt(bytes.NewReader(blob), int64(len(blob)), rp)
+		rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), rp)
 		if err != nil {
-			t.Fatalf("OpenAt(%d): %v", i, err)
+			t.Fatalf("layerz.OpenAt(%d): %v", i, err)
 		}
 		n := min(int64(len(u))-rp.UOff, 256<<10)
 		toEnd := i%7 == 0 || i == len(res.ResumePoints)-1
@@ -76,13 +78,13 @@ func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []blo
 		rc.Close()
 	}
 	// The zero resume point reads the whole stream, verifying every member.
-	rc, err := OpenAt(bytes.NewReader(blob), int64(len(blob)), ResumePoint{})
+	rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), layerz.ResumePoint{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	all, err := io.ReadAll(rc)
 	if err != nil || !bytes.Equal(all, u) {
-		t.Fatalf("OpenAt(zero): %d bytes, %v", len(all), err)
+		t.Fatalf("layerz.OpenAt(zero): %d bytes, %v", len(all), err)
 	}
 }
 
@@ -93,7 +95,7 @@ func TestResumeEveryPoint(t *testing.T) {
 	for _, w := range gzipWriters {
 		t.Run(w.name, func(t *testing.T) {
 			blob := w.compress(t, u)
-			opts := Options{MediaType: MediaTypeOCILayerGzip, SpanBytes: span}
+			opts := Options{MediaType: layerz.MediaTypeOCILayerGzip, SpanBytes: span}
 			ends, drift := recordEnds(&opts)
 			res := mustIndex(t, blob, opts)
 			t.Logf("%d block ends, %d resume points, max drift corrected %d", len(*ends), len(res.ResumePoints), *drift)
@@ -110,7 +112,7 @@ func TestResumeEveryPoint(t *testing.T) {
 		if *drift == 0 {
 			t.Error("the umoci layer did not exercise the CompressedOffset drift (no stored blocks?)")
 		}
-		u := decompress(t, blob, CompressionGzip)
+		u := decompress(t, blob, layerz.Gzip)
 		checkResumeEverywhere(t, blob, u, res, *ends, span)
 		// The inserted files are where the entries say.
 		byPath := map[string]Entry{}
@@ -134,14 +136,14 @@ func TestOpenAtErrors(t *testing.T) {
 		t.Fatal("too few resume points")
 	}
 	rp := res.ResumePoints[1]
-	for name, bad := range map[string]ResumePoint{
+	for name, bad := range map[string]layerz.ResumePoint{
 		"offset past the end": {COff: int64(len(blob)) + 1, UOff: 5},
 		"negative offset":     {COff: -1, UOff: 5},
 		"bit offset 8":        {COff: rp.COff, BitOffset: 8, UOff: rp.UOff, Window: rp.Window},
-		"window too long":     {COff: rp.COff, UOff: rp.UOff, Window: make([]byte, maxWindow+1)},
+		"window too long":     {COff: rp.COff, UOff: rp.UOff, Window: make([]byte, layerz.MaxWindow+1)},
 		"member after COff":   {COff: rp.COff, UOff: rp.UOff, Window: rp.Window, MemberStart: rp.COff + 1},
 	} {
-		if _, err := OpenAt(bytes.NewReader(blob), int64(len(blob)), bad); !errors.Is(err, ErrCorrupt) {
+		if _, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
 	}
@@ -157,7 +159,7 @@ func TestOpenAtErrors(t *testing.T) {
 			continue
 		}
 		bad.BitOffset = uint8(b)
-		rc, err := OpenAt(bytes.NewReader(blob), int64(len(blob)), bad)
+		rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), bad)
 		if err != nil {
 			continue
 		}
@@ -172,14 +174,14 @@ func TestOpenAtErrors(t *testing.T) {
 	// A wrong window gives wrong bytes (checked by the caller).
 	bad := rp
 	bad.Window = bytes.Repeat([]byte{'z'}, len(rp.Window))
-	if rc, err := OpenAt(bytes.NewReader(blob), int64(len(blob)), bad); err == nil {
+	if rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), bad); err == nil {
 		got, _ := io.ReadAll(rc)
 		if bytes.Equal(got, u[rp.UOff:]) {
 			t.Error("a wrong window produced the right stream")
 		}
 	}
 	// A truncated blob is ErrCorrupt.
-	rc, err := OpenAt(bytes.NewReader(blob), int64(len(blob))-5, rp)
+	rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob))-5, rp)
 	if err == nil {
 		_, err = io.ReadAll(rc)
 	}

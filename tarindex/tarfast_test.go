@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // refEntries walks a tar with archive/tar alone: the kept headers' clean
 // paths, kinds, data offsets and sizes, or archive/tar's error.
 func refEntries(u []byte) ([]string, error) {
-	cr := &countingReader{r: bytes.NewReader(u)}
+	cr := &layerz.CountingReader{R: bytes.NewReader(u)}
 	tr := tar.NewReader(cr)
 	var out []string
 	for {
@@ -34,7 +36,7 @@ func refEntries(u []byte) ([]string, error) {
 			continue
 		}
 		p, _ := cleanAbs(h.Name)
-		off, size := cr.n, h.Size
+		off, size := cr.N, h.Size
 		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA && h.Typeflag != tar.TypeCont {
 			off, size = 0, 0
 		}

@@ -17,8 +17,10 @@ import (
 	"errors"
 	"time"
 
-	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ociclip/ociclip/layerz"
+	"github.com/ociclip/ociclip/limits"
 )
 
 // AlgorithmVersion changes whenever Index can produce a different Result for
@@ -26,31 +28,6 @@ import (
 // checkpoint placement, path rules, ...). Caches of results include it in
 // their keys.
 const AlgorithmVersion = 1
-
-// Compression is the compression of a layer blob.
-type Compression uint8
-
-const (
-	// CompressionNone is an uncompressed tar stream.
-	CompressionNone Compression = iota
-	// CompressionGzip is a gzip stream (one or more members).
-	CompressionGzip
-	// CompressionZstd is a zstd stream (one or more frames).
-	CompressionZstd
-)
-
-// String returns "none", "gzip" or "zstd".
-func (c Compression) String() string {
-	switch c {
-	case CompressionNone:
-		return "none"
-	case CompressionGzip:
-		return "gzip"
-	case CompressionZstd:
-		return "zstd"
-	}
-	return "unknown"
-}
 
 // EntryKind is the type of a tar entry as ociclip understands it.
 type EntryKind uint8
@@ -114,23 +91,19 @@ type Entry struct {
 	Devminor   int64
 }
 
-// ResumePoint is a resumable inflate checkpoint of a gzip layer: inflation can
-// restart at the deflate block boundary at bit BitOffset of byte COff of the
-// blob, with Window (the last up to 32 KiB of output before UOff) as the
-// dictionary, and produce the uncompressed stream from UOff on.
-type ResumePoint struct {
-	COff      int64  // offset in the compressed blob of the byte holding the block's first bit
-	BitOffset uint8  // 0-7: bits of that byte already consumed
-	UOff      int64  // offset in the uncompressed stream
-	Window    []byte // up to 32 KiB of output preceding UOff
-	// MemberStart is the blob offset of the gzip member this point is in
-	// (so a reader knows where that member's header began).
-	MemberStart int64
+// Checkpoint is one of clip's gzip checkpoints: the deflate block that
+// starts at byte COff of the blob produces uncompressed byte UOff. It cannot
+// resume inflation by itself (no bit offset, no window); clip's storage uses
+// it as a hint. The conversion to clip's common.GzipCheckpoint happens where
+// the archive's storage info is built.
+type Checkpoint struct {
+	COff int64
+	UOff int64
 }
 
 // Result is the outcome of indexing one layer.
 type Result struct {
-	Compression      Compression
+	Compression      layerz.Compression
 	Entries          []Entry
 	DiffID           digest.Digest // sha256 of the whole uncompressed stream
 	UncompressedSize int64
@@ -138,13 +111,13 @@ type Result struct {
 	// GzipCheckpoints are clip-form {COff, UOff} pairs chosen by clip's
 	// interval rules, each on a real deflate block boundary. Empty for other
 	// compressions.
-	GzipCheckpoints []common.GzipCheckpoint
+	GzipCheckpoints []Checkpoint
 	// ResumePoints are resumable checkpoints, at most one per span. Empty for
 	// other compressions or when disabled.
-	ResumePoints []ResumePoint
+	ResumePoints []layerz.ResumePoint
 	// ZstdFrames lists the data frames of a zstd layer (skippable frames
 	// skipped). Empty for other compressions.
-	ZstdFrames []common.ZstdFrame
+	ZstdFrames []layerz.ZstdFrame
 	// ChunkSize and ChunkCRCs: the CRC-32C (Castagnoli) of every ChunkSize
 	// bytes of the uncompressed stream, the last chunk possibly shorter, so
 	// that a random-access reader can verify what it inflates.
@@ -155,16 +128,19 @@ type Result struct {
 // Sentinel errors; errors returned by this package wrap one of these where a
 // caller might branch on the cause.
 var (
-	// ErrUnknownMediaType: the layer media type is not one ociclip can index.
-	ErrUnknownMediaType = errors.New("unknown layer media type")
+	// ErrUnknownMediaType: the layer media type is not one ociclip can
+	// index (the same value as layerz.ErrUnknownMediaType).
+	ErrUnknownMediaType = layerz.ErrUnknownMediaType
 	// ErrCompressionMismatch: the media type and the magic bytes disagree.
 	ErrCompressionMismatch = errors.New("layer compression does not match its media type")
-	// ErrCorrupt: the compressed stream or the tar stream is malformed or truncated.
-	ErrCorrupt = errors.New("corrupt layer")
+	// ErrCorrupt: the compressed stream or the tar stream is malformed or
+	// truncated (the same value as layerz.ErrCorrupt).
+	ErrCorrupt = layerz.ErrCorrupt
 	// ErrSparse: the layer holds a sparse file, which clip cannot describe.
 	ErrSparse = errors.New("sparse file in layer")
 	// ErrUnsafePath: an entry name is absolute in a harmful way, contains NUL, or escapes the root.
 	ErrUnsafePath = errors.New("unsafe path in layer")
-	// ErrLimit: a configured limit was exceeded.
-	ErrLimit = errors.New("limit exceeded")
+	// ErrLimit: a configured limit was exceeded (limits.ErrLimit; the
+	// error is a *limits.Error that names it).
+	ErrLimit = limits.ErrLimit
 )

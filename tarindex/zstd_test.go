@@ -7,8 +7,8 @@ import (
 	"io"
 	"testing"
 
-	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -58,7 +58,7 @@ func TestZstdFrames(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res := mustIndex(t, c.blob, Options{MediaType: MediaTypeOCILayerZstd})
+			res := mustIndex(t, c.blob, Options{MediaType: layerz.MediaTypeOCILayerZstd})
 			if res.DiffID != digest.FromBytes(u) || res.UncompressedSize != int64(len(u)) || res.CompressedSize != int64(len(c.blob)) {
 				t.Fatalf("DiffID %s sizes %d %d", res.DiffID, res.UncompressedSize, res.CompressedSize)
 			}
@@ -77,17 +77,17 @@ func TestZstdFrames(t *testing.T) {
 
 // checkFrames checks that the frames tile the uncompressed stream, lie in
 // increasing order in the blob, and that each decodes alone to its bytes.
-func checkFrames(t *testing.T, blob, u []byte, frames []common.ZstdFrame) {
+func checkFrames(t *testing.T, blob, u []byte, frames []layerz.ZstdFrame) {
 	t.Helper()
 	var uoff, coff int64
 	for i, f := range frames {
 		if f.UOff != uoff || f.COff < coff || f.CLen <= 0 || f.COff+f.CLen > int64(len(blob)) {
 			t.Fatalf("frame %d %+v after uoff %d coff %d", i, f, uoff, coff)
 		}
-		if !bytes.Equal(blob[f.COff:f.COff+4], []byte(zstdMagic)) {
+		if c, ok := layerz.Sniff(blob[f.COff : f.COff+4]); !ok || c != layerz.Zstd {
 			t.Errorf("frame %d does not start with the zstd magic", i)
 		}
-		rc, err := OpenFrame(bytes.NewReader(blob), f)
+		rc, err := layerz.OpenFrame(bytes.NewReader(blob), f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestOpenFrameErrors(t *testing.T) {
 		t.Fatalf("%d frames", len(res.ZstdFrames))
 	}
 	f := res.ZstdFrames[1]
-	for name, bad := range map[string]common.ZstdFrame{
+	for name, bad := range map[string]layerz.ZstdFrame{
 		"short ULen":   {COff: f.COff, CLen: f.CLen, UOff: f.UOff, ULen: f.ULen - 1},
 		"long ULen":    {COff: f.COff, CLen: f.CLen, UOff: f.UOff, ULen: f.ULen + 1},
 		"short CLen":   {COff: f.COff, CLen: f.CLen - 10, UOff: f.UOff, ULen: f.ULen},
@@ -122,7 +122,7 @@ func TestOpenFrameErrors(t *testing.T) {
 		"zero CLen":    {COff: f.COff, UOff: f.UOff, ULen: f.ULen},
 		"negative":     {COff: -1, CLen: f.CLen, UOff: f.UOff, ULen: f.ULen},
 	} {
-		rc, err := OpenFrame(bytes.NewReader(blob), bad)
+		rc, err := layerz.OpenFrame(bytes.NewReader(blob), bad)
 		if err == nil {
 			_, err = io.ReadAll(rc)
 			rc.Close()

@@ -63,14 +63,18 @@ func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
-	n, err := r.Stat(pos[1])
+	n, err := r.Node(pos[1])
 	if err != nil {
 		return err
 	}
 	if n.NodeType != common.FileNode || n.Remote == nil {
 		return fmt.Errorf("%s is a %s, not a regular file", pos[1], n.NodeType)
 	}
-	end := n.Remote.ULength
+	sr, err := r.OpenNode(n)
+	if err != nil {
+		return err
+	}
+	end := sr.Size()
 	if *length >= 0 && *offset+*length < end {
 		end = *offset + *length
 	}
@@ -78,7 +82,8 @@ func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	buf := make([]byte, chunk)
 	for off := *offset; off < end; {
 		m := min(int64(chunk), end-off)
-		k, err := r.ReadAt(n, buf[:m], off)
+		// Reads of 1 MiB: each read inflates from its resume point.
+		k, err := sr.ReadAt(buf[:m], off)
 		if err != nil && err != io.EOF {
 			return err
 		}

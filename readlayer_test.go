@@ -1,4 +1,4 @@
-package archive
+package ociclip
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/internal/testimage"
 	"github.com/ociclip/ociclip/tarindex"
 )
@@ -30,7 +31,7 @@ func (m mapBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
 
 // oneLayerArchive encodes and decodes the archive of one layer holding the
 // file /f, compressed with c.
-func oneLayerArchive(t *testing.T, c testimage.Compression, withExt bool) (*Archive, mapBlobs, []byte) {
+func oneLayerArchive(t *testing.T, c testimage.Compression, withExt bool) (*archive.Archive, mapBlobs, []byte) {
 	t.Helper()
 	body := bytes.Repeat([]byte("0123456789"), 1000)
 	u, err := testimage.TarBytes([]testimage.Entry{{Name: "f", Body: body}})
@@ -46,24 +47,24 @@ func oneLayerArchive(t *testing.T, c testimage.Compression, withExt bool) (*Arch
 		t.Fatal(err)
 	}
 	d := digest.FromBytes(blob)
-	nodes, _, err := Merge([]LayerEntries{{Digest: d.String(), Entries: res.Entries}}, time.Unix(0, 0))
+	nodes, _, err := archive.Merge([]archive.LayerEntries{{Digest: d.String(), Entries: res.Entries}}, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	descs := []v1.Descriptor{{MediaType: v1.MediaTypeImageLayer, Digest: d, Size: int64(len(blob))}}
-	info, err := BuildStorageInfo(StorageRef{}, ImageInfo{Layers: descs}, []*tarindex.Result{res})
+	info, err := archive.BuildStorageInfo(archive.StorageRef{}, archive.ImageInfo{Layers: descs}, []*tarindex.Result{res})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ext *Extension
+	var ext *archive.Extension
 	if withExt {
-		ext = BuildExtension(descs, []*tarindex.Result{res})
+		ext = archive.BuildExtension(descs, []*tarindex.Result{res})
 	}
 	var buf bytes.Buffer
-	if err := Encode(&buf, nodes, info, ext); err != nil {
+	if err := archive.Encode(&buf, nodes, info, ext); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Decode(buf.Bytes())
+	a, err := archive.Decode(buf.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +87,8 @@ func TestFileReaderRangeOutsideStream(t *testing.T) {
 				t.Fatalf("node %s", n.Path)
 			}
 			orig := *n.Remote
-			fr := NewFileReader(a, blobs)
-			if b, err := fr.ReadFile("/f"); err != nil || !bytes.Equal(b, u[orig.UOffset:orig.UOffset+orig.ULength]) {
+			fr := NewReader(a, blobs)
+			if b, err := fr.ReadFile("f"); err != nil || !bytes.Equal(b, u[orig.UOffset:orig.UOffset+orig.ULength]) {
 				t.Fatalf("intact: %v", err)
 			}
 			for name, r := range map[string]common.RemoteRef{
@@ -99,18 +100,18 @@ func TestFileReaderRangeOutsideStream(t *testing.T) {
 			} {
 				r.LayerDigest = orig.LayerDigest
 				n.Remote = &r
-				fr := NewFileReader(a, blobs)
+				fr := NewReader(a, blobs)
 				buf := make([]byte, min(r.ULength, 4096))
-				if k, err := fr.ReadAt(n, buf, 0); !errors.Is(err, ErrVerify) {
+				if k, err := fr.readAt(n, buf, 0); !errors.Is(err, ErrVerify) {
 					t.Errorf("%s: ReadAt = %d, %v; want ErrVerify", name, k, err)
 				}
-				if _, err := fr.ReadFile("/f"); !errors.Is(err, ErrVerify) {
+				if _, err := fr.ReadFile("f"); !errors.Is(err, ErrVerify) {
 					t.Errorf("%s: ReadFile: %v, want ErrVerify", name, err)
 				}
 			}
 			// The last byte of the stream is readable.
 			n.Remote = &common.RemoteRef{LayerDigest: orig.LayerDigest, UOffset: int64(len(u)) - 100, ULength: 100}
-			if b, err := NewFileReader(a, blobs).ReadFile("/f"); err != nil || !bytes.Equal(b, u[len(u)-100:]) {
+			if b, err := NewReader(a, blobs).ReadFile("f"); err != nil || !bytes.Equal(b, u[len(u)-100:]) {
 				t.Errorf("last 100 bytes: %v", err)
 			}
 		})
@@ -133,7 +134,7 @@ func TestFileReaderManyZstdFrames(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := NewFileReader(a, blobs).ReadFile("/f")
+	_, err := NewReader(a, blobs).ReadFile("f")
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, ErrVerify) && !errors.Is(err, tarindex.ErrCorrupt) {
 		t.Errorf("err = %v, want ErrVerify or ErrCorrupt", err)

@@ -1,20 +1,19 @@
-package tarindex
+package layerz
 
 import (
 	"bufio"
 	"fmt"
 	"io"
 
-	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 )
 
-// maxWindow is the deflate window size.
-const maxWindow = 32 << 10
+// MaxWindow is the deflate window size: the most a resume point keeps.
+const MaxWindow = 32 << 10
 
 // OpenAt returns the uncompressed stream of a gzip layer blob from rp.UOff
-// on, inflating from the resume point rp (from Result.ResumePoints); the
+// on, inflating from the resume point rp (as recorded by tarindex); the
 // zero ResumePoint means the start of the blob. Reading continues across
 // gzip member boundaries to the end of the blob; every member read from its
 // start has its CRC32 and ISIZE verified (the member rp is inside cannot be:
@@ -30,13 +29,13 @@ func OpenAt(blob io.ReaderAt, blobSize int64, rp ResumePoint) (io.ReadCloser, er
 		return nil, corruptf("gzip: resume point offset %d outside the blob (%d bytes)", rp.COff, blobSize)
 	case rp.BitOffset > 7:
 		return nil, corruptf("gzip: resume point bit offset %d", rp.BitOffset)
-	case len(rp.Window) > maxWindow:
+	case len(rp.Window) > MaxWindow:
 		return nil, corruptf("gzip: resume point window of %d bytes", len(rp.Window))
 	case rp.UOff < 0 || rp.MemberStart < 0 || rp.MemberStart > rp.COff:
 		return nil, corruptf("gzip: invalid resume point (UOff %d, MemberStart %d, COff %d)", rp.UOff, rp.MemberStart, rp.COff)
 	}
-	cr := &countingReader{r: io.NewSectionReader(blob, rp.COff, blobSize-rp.COff)}
-	g := &gzReader{cr: cr, br: bufio.NewReaderSize(cr, blobBufSize), base: rp.COff, uoff: rp.UOff}
+	cr := &CountingReader{R: io.NewSectionReader(blob, rp.COff, blobSize-rp.COff)}
+	g := &GzipReader{cr: cr, br: bufio.NewReaderSize(cr, BlobBufSize), base: rp.COff, uoff: rp.UOff}
 	if isZeroRP(rp) {
 		return io.NopCloser(g), nil
 	}
@@ -57,19 +56,21 @@ func isZeroRP(rp ResumePoint) bool {
 }
 
 // OpenFrame returns the decompressed content of one zstd frame of a layer
-// blob (from Result.ZstdFrames). Structural errors, and a frame whose
+// blob (as recorded by tarindex). Structural errors, and a frame whose
 // content is not f.ULen bytes long, wrap ErrCorrupt. Close releases the
 // decoder.
-func OpenFrame(blob io.ReaderAt, f common.ZstdFrame) (io.ReadCloser, error) {
+func OpenFrame(blob io.ReaderAt, f ZstdFrame) (io.ReadCloser, error) {
 	if f.COff < 0 || f.CLen <= 0 || f.ULen < 0 || f.UOff < 0 {
 		return nil, corruptf("zstd: invalid frame entry %+v", f)
 	}
-	dec, err := zstd.NewReader(io.NewSectionReader(blob, f.COff, f.CLen),
-		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxWindow(maxZstdWindow),
-		zstd.WithDecoderMaxMemory(maxZstdWindow),
-	)
+	dec, err := NewZstdDecoder()
+	if err == nil {
+		err = dec.Reset(io.NewSectionReader(blob, f.COff, f.CLen))
+	}
 	if err != nil {
+		if dec != nil {
+			dec.Close()
+		}
 		return nil, zstdErr(err, f.COff)
 	}
 	return &frameReader{dec: dec, f: f}, nil
@@ -78,7 +79,7 @@ func OpenFrame(blob io.ReaderAt, f common.ZstdFrame) (io.ReadCloser, error) {
 // frameReader checks the length of a frame's content.
 type frameReader struct {
 	dec *zstd.Decoder
-	f   common.ZstdFrame
+	f   ZstdFrame
 	n   int64
 	err error
 }
@@ -108,5 +109,5 @@ func (r *frameReader) Close() error {
 	if r.err == nil || r.err == io.EOF {
 		return nil
 	}
-	return fmt.Errorf("tarindex: %w", r.err)
+	return fmt.Errorf("layerz: %w", r.err)
 }

@@ -1,4 +1,4 @@
-package tarindex
+package layerz
 
 import (
 	"bytes"
@@ -25,8 +25,8 @@ func TestReadAheadPassesBytesAndErrorsInOrder(t *testing.T) {
 		{"error after data", io.MultiReader(bytes.NewReader(data), iotest.ErrReader(boom)), boom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ra := newReadAhead(tc.r)
-			defer ra.stop()
+			ra := NewReadAhead(tc.r)
+			defer ra.Stop()
 			got, err := io.ReadAll(iotest.HalfReader(ra))
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("error %v, want %v", err, tc.err)
@@ -59,9 +59,9 @@ func TestReadAheadBrokenReaders(t *testing.T) {
 		r   io.Reader
 		err error
 	}{{zeroReader{}, io.ErrNoProgress}, {liarReader{}, io.ErrShortBuffer}} {
-		ra := newReadAhead(tc.r)
+		ra := NewReadAhead(tc.r)
 		_, err := io.ReadAll(ra)
-		ra.stop()
+		ra.Stop()
 		if !errors.Is(err, tc.err) {
 			t.Errorf("%T: error %v, want %v", tc.r, err, tc.err)
 		}
@@ -81,10 +81,10 @@ func TestReadAheadStopWaitsForTheReader(t *testing.T) {
 	// stop must not return while the goroutine is inside the source's Read:
 	// Index promises it stopped reading r when it returns.
 	br := blockingReader{entered: make(chan struct{}), release: make(chan struct{})}
-	ra := newReadAhead(br)
+	ra := NewReadAhead(br)
 	<-br.entered
 	stopped := make(chan struct{})
-	go func() { ra.stop(); close(stopped) }()
+	go func() { ra.Stop(); close(stopped) }()
 	time.Sleep(20 * time.Millisecond) // give a wrong stop the time to return
 	select {
 	case <-stopped:
@@ -94,6 +94,6 @@ func TestReadAheadStopWaitsForTheReader(t *testing.T) {
 	close(br.release)
 	<-stopped
 	// Stopping a read-ahead whose buffers are all full (nobody reads) returns too.
-	ra = newReadAhead(bytes.NewReader(make([]byte, 4<<20)))
-	ra.stop()
+	ra = NewReadAhead(bytes.NewReader(make([]byte, 4<<20)))
+	ra.Stop()
 }

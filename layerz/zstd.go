@@ -1,4 +1,4 @@
-package tarindex
+package layerz
 
 import (
 	"bufio"
@@ -6,13 +6,12 @@ import (
 	"errors"
 	"io"
 
-	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/klauspost/compress/zstd"
 )
 
-// maxZstdWindow is the largest zstd window accepted (zstd --ultra -22 uses
+// MaxZstdWindow is the largest zstd window accepted (zstd --ultra -22 uses
 // 128 MiB; the CLI's levels up to 19 use at most 8 MiB).
-const maxZstdWindow = 1 << 27
+const MaxZstdWindow = 1 << 27
 
 // zstd block types (RFC 8878 section 3.1.1.2.2).
 const (
@@ -24,11 +23,14 @@ const (
 
 const zstdMaxBlockSize = 128 << 10
 
-func newZstdDecoder() (*zstd.Decoder, error) {
+// NewZstdDecoder returns a single-threaded zstd decoder that refuses frames
+// declaring a window larger than MaxZstdWindow (the decoder allocates the
+// declared window up front). Close releases it.
+func NewZstdDecoder() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxWindow(maxZstdWindow),
-		zstd.WithDecoderMaxMemory(maxZstdWindow),
+		zstd.WithDecoderMaxWindow(MaxZstdWindow),
+		zstd.WithDecoderMaxMemory(MaxZstdWindow),
 	)
 }
 
@@ -152,27 +154,36 @@ func (f *zstdFrameReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// zstdReader decompresses a sequence of zstd frames (skippable frames
+// ZstdReader decompresses a sequence of zstd frames (skippable frames
 // skipped) from br and records the data frames.
-type zstdReader struct {
-	cr   *countingReader
+type ZstdReader struct {
+	cr   *CountingReader
 	br   *bufio.Reader
 	dec  *zstd.Decoder
 	fr   zstdFrameReader
 	in   bool // inside a data frame
-	cur  common.ZstdFrame
+	cur  ZstdFrame
 	uoff int64
 	// frames lists the data frames completed so far.
-	frames []common.ZstdFrame
+	frames []ZstdFrame
 	err    error
 }
 
-func (z *zstdReader) consumed() int64 {
-	return z.cr.n - int64(z.br.Buffered())
+// NewZstdReader returns a reader of the zstd stream in br, which reads from
+// cr; dec is the decoder to use (see NewZstdDecoder), owned by the caller.
+func NewZstdReader(cr *CountingReader, br *bufio.Reader, dec *zstd.Decoder) *ZstdReader {
+	return &ZstdReader{cr: cr, br: br, dec: dec}
+}
+
+// Frames returns the data frames completed so far, in blob order.
+func (z *ZstdReader) Frames() []ZstdFrame { return z.frames }
+
+func (z *ZstdReader) consumed() int64 {
+	return z.cr.N - int64(z.br.Buffered())
 }
 
 // Read implements io.Reader over the concatenated output of all frames.
-func (z *zstdReader) Read(p []byte) (int, error) {
+func (z *ZstdReader) Read(p []byte) (int, error) {
 	if z.err != nil {
 		return 0, z.err
 	}
@@ -229,7 +240,7 @@ func zstdErr(err error, at int64) error {
 
 // startFrame skips skippable frames and starts the next data frame, or
 // returns io.EOF at the end of the blob after at least one frame.
-func (z *zstdReader) startFrame() error {
+func (z *ZstdReader) startFrame() error {
 	for {
 		m, err := z.br.Peek(4)
 		if len(m) == 0 && err == io.EOF {
@@ -264,7 +275,7 @@ func (z *zstdReader) startFrame() error {
 		}
 		break
 	}
-	z.cur = common.ZstdFrame{COff: z.consumed(), UOff: z.uoff}
+	z.cur = ZstdFrame{COff: z.consumed(), UOff: z.uoff}
 	if err := z.fr.start(z.br); err != nil {
 		return err
 	}
@@ -278,7 +289,7 @@ func (z *zstdReader) startFrame() error {
 	return nil
 }
 
-func (z *zstdReader) endFrame() error {
+func (z *ZstdReader) endFrame() error {
 	if !z.fr.done {
 		// The decoder stopped before the frame's end as parsed.
 		if _, err := z.fr.Read(nil); err != io.EOF || !z.fr.done {

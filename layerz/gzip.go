@@ -1,27 +1,14 @@
-package tarindex
+package layerz
 
 import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"io"
 
 	"github.com/klauspost/compress/flate"
 )
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
 
 // gzip header flags (RFC 1952 section 2.3.1).
 const (
@@ -32,20 +19,20 @@ const (
 	gzReservedMask = 0xe0
 )
 
-// blockEnd is the position of a deflate block end: the next block starts at
-// bit bit of blob byte coff and produces uncompressed byte uoff.
-type blockEnd struct {
-	coff  int64
-	uoff  int64
-	bit   uint8
-	final bool
+// BlockEnd is the position of a deflate block end: the next block starts at
+// bit Bit of blob byte COff and produces uncompressed byte UOff.
+type BlockEnd struct {
+	COff  int64
+	UOff  int64
+	Bit   uint8
+	Final bool
 }
 
-// gzReader decompresses a (multi-member) gzip stream read from br, doing the
+// GzipReader decompresses a (multi-member) gzip stream read from br, doing the
 // RFC 1952 member framing itself so that it can install a deflate block end
 // callback and verify every member's CRC32 and ISIZE.
-type gzReader struct {
-	cr *countingReader // under br; cr.n is relative to base
+type GzipReader struct {
+	cr *CountingReader // under br; cr.N is relative to base
 	br *bufio.Reader
 	// base is the blob offset of the first byte cr reads.
 	base int64
@@ -65,13 +52,28 @@ type gzReader struct {
 	// onBlockEnd, when set, receives every deflate block end with its
 	// corrected absolute position, and the flate checkpoint (whose Window
 	// is valid only during the call).
-	onBlockEnd func(be blockEnd, cp *flate.InflateCheckpoint)
+	onBlockEnd func(be BlockEnd, cp *flate.InflateCheckpoint)
 	cbFunc     func(flate.InflateCheckpoint)
 }
 
+// NewGzipReader returns a reader of the gzip stream in br, which reads from
+// cr (so that positions in the blob are known). onBlockEnd, when not nil,
+// receives every deflate block end with its corrected absolute position and
+// the flate checkpoint, whose Window is valid only during the call.
+func NewGzipReader(cr *CountingReader, br *bufio.Reader, onBlockEnd func(BlockEnd, *flate.InflateCheckpoint)) *GzipReader {
+	return &GzipReader{cr: cr, br: br, onBlockEnd: onBlockEnd}
+}
+
+// Drift returns the running correction of flate's CompressedOffset in the
+// current member (see onEOB).
+func (g *GzipReader) Drift() int64 { return g.drift }
+
+// MemberStart returns the blob offset of the current member's header.
+func (g *GzipReader) MemberStart() int64 { return g.memberC }
+
 // consumed returns the blob offset of the next byte flate will read.
-func (g *gzReader) consumed() int64 {
-	return g.base + g.cr.n - int64(g.br.Buffered())
+func (g *GzipReader) consumed() int64 {
+	return g.base + g.cr.N - int64(g.br.Buffered())
 }
 
 // onEOB corrects a flate checkpoint and forwards it.
@@ -87,22 +89,18 @@ func (g *gzReader) consumed() int64 {
 // changes in stored blocks, whose end is always reported, so the running
 // maximum of CompressedOffset-c is D at every block end, and the true
 // position is CompressedOffset-D with the same BitOffset.
-func (g *gzReader) onEOB(cp flate.InflateCheckpoint) {
+func (g *GzipReader) onEOB(cp flate.InflateCheckpoint) {
 	rel := g.consumed() - g.deflateC
 	if d := cp.CompressedOffset - rel; d > g.drift {
 		g.drift = d
 	}
-	be := blockEnd{
-		coff:  g.deflateC + cp.CompressedOffset - g.drift,
-		uoff:  g.memberU + cp.UncompressedOffset,
-		bit:   cp.BitOffset,
-		final: cp.Final,
+	be := BlockEnd{
+		COff:  g.deflateC + cp.CompressedOffset - g.drift,
+		UOff:  g.memberU + cp.UncompressedOffset,
+		Bit:   cp.BitOffset,
+		Final: cp.Final,
 	}
 	g.onBlockEnd(be, &cp)
-}
-
-func corruptf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
 // flateErr converts a flate error into ErrCorrupt; errors of the blob
@@ -123,7 +121,7 @@ func flateErr(err error, at int64) error {
 }
 
 // Read implements io.Reader over the concatenated output of all members.
-func (g *gzReader) Read(p []byte) (int, error) {
+func (g *GzipReader) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
@@ -162,7 +160,7 @@ func (g *gzReader) Read(p []byte) (int, error) {
 
 // startMember parses the next member header, or returns io.EOF at the end
 // of the blob after at least one member.
-func (g *gzReader) startMember() error {
+func (g *GzipReader) startMember() error {
 	start := g.consumed()
 	if _, err := g.br.Peek(1); err != nil {
 		if err == io.EOF && g.members > 0 {
@@ -195,7 +193,7 @@ func (g *gzReader) startMember() error {
 }
 
 // endMember reads and checks the member trailer.
-func (g *gzReader) endMember() error {
+func (g *GzipReader) endMember() error {
 	var t [8]byte
 	if _, err := io.ReadFull(g.br, t[:]); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {

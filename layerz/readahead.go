@@ -1,4 +1,4 @@
-package tarindex
+package layerz
 
 import (
 	"io"
@@ -16,11 +16,11 @@ const (
 	raMaxBuf = 256 << 10
 )
 
-// readAhead reads the blob on its own goroutine, so that whatever its reader
+// ReadAhead reads the blob on its own goroutine, so that whatever its reader
 // does per byte (ociread's verifier hashes the compressed stream with sha256)
 // and the read system calls overlap with decompression instead of adding to
 // it. Read returns the bytes and errors of the source in order.
-type readAhead struct {
+type ReadAhead struct {
 	full chan raBuf
 	free chan []byte
 	done chan struct{}
@@ -36,9 +36,9 @@ type raBuf struct {
 	err error
 }
 
-// newReadAhead starts reading r. stop must be called when done.
-func newReadAhead(r io.Reader) *readAhead {
-	ra := &readAhead{
+// NewReadAhead starts reading r. Stop must be called when done.
+func NewReadAhead(r io.Reader) *ReadAhead {
+	ra := &ReadAhead{
 		full: make(chan raBuf, raDepth),
 		free: make(chan []byte, raDepth),
 		done: make(chan struct{}),
@@ -51,7 +51,7 @@ func newReadAhead(r io.Reader) *readAhead {
 	return ra
 }
 
-func (ra *readAhead) loop(r io.Reader) {
+func (ra *ReadAhead) loop(r io.Reader) {
 	defer ra.wg.Done()
 	size := raMinBuf
 	for {
@@ -87,7 +87,7 @@ func (ra *readAhead) loop(r io.Reader) {
 }
 
 // Read implements io.Reader.
-func (ra *readAhead) Read(p []byte) (int, error) {
+func (ra *ReadAhead) Read(p []byte) (int, error) {
 	for len(ra.cur) == 0 {
 		if ra.err != nil {
 			return 0, ra.err
@@ -104,9 +104,9 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// stop ends the read-ahead and returns after the goroutine stopped reading
+// Stop ends the read-ahead and returns after the goroutine stopped reading
 // the source.
-func (ra *readAhead) stop() {
+func (ra *ReadAhead) Stop() {
 	close(ra.done)
 	ra.wg.Wait()
 }

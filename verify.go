@@ -1,0 +1,175 @@
+package ociclip
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+
+	"github.com/beam-cloud/clip/pkg/common"
+	"github.com/ociclip/ociclip/layerz"
+)
+
+// ErrMismatch: a file read through the index differs from the sequential
+// replay of its layer.
+var ErrMismatch = errors.New("file content mismatch")
+
+// VerifyResult summarises Verify.
+type VerifyResult struct {
+	Files      int   // regular files checked
+	Bytes      int64 // bytes read through the index
+	Mismatches []string
+}
+
+// Verify reads every regular file through the index and compares its bytes
+// with an independent, plain sequential replay of its layer (Go's gzip/zstd
+// and archive/tar, no offsets). Each mismatch is reported by path through
+// report (which may be nil) and collected; the error is non-nil when any
+// file mismatched or could not be read.
+func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
+	want, err := r.replay(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &VerifyResult{}
+	// Reads of twice the default span keep the re-inflation from each
+	// read's checkpoint to about a quarter of the file.
+	buf := make([]byte, 8<<20)
+	for _, n := range r.a.Nodes {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if n.NodeType != common.FileNode || n.Remote == nil {
+			continue
+		}
+		res.Files++
+		// Hash in chunks: the node's length is the archive's claim, not
+		// something to allocate before it is checked.
+		h := sha256.New()
+		var rerr error
+		for off := int64(0); off < n.Remote.ULength; {
+			k, err := r.readAt(n, buf[:min(int64(len(buf)), n.Remote.ULength-off)], off)
+			h.Write(buf[:k])
+			off += int64(k)
+			res.Bytes += int64(k)
+			if err != nil && err != io.EOF {
+				rerr = err
+				break
+			}
+			if k == 0 {
+				rerr = fmt.Errorf("%w: %s: no data at offset %d", ErrMismatch, n.Path, off)
+				break
+			}
+		}
+		if rerr == nil {
+			var got [32]byte
+			copy(got[:], h.Sum(nil))
+			exp, ok := want.content(n)
+			switch {
+			case !ok:
+				rerr = fmt.Errorf("%w: no file at %s in the replay of layer %s", ErrMismatch, n.Path, n.Remote.LayerDigest)
+			case exp != got:
+				rerr = fmt.Errorf("%w: %s: %d bytes at offset %d of layer %s differ from the replay", ErrMismatch, n.Path, n.Remote.ULength, n.Remote.UOffset, n.Remote.LayerDigest)
+			}
+		}
+		if rerr != nil {
+			res.Mismatches = append(res.Mismatches, n.Path)
+			if report != nil {
+				report(n.Path, rerr)
+			}
+		}
+	}
+	if len(res.Mismatches) > 0 {
+		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
+	}
+	return res, nil
+}
+
+// replayed holds, per layer, the sha256 of every regular file entry and the
+// hard link entries, from a sequential read of the layer.
+type replayed struct {
+	files map[string]map[string][32]byte // layer digest -> clean path -> sha256
+	links map[string][]string            // clean path -> hard link targets, all layers
+}
+
+func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
+	files := w.files[n.Remote.LayerDigest]
+	seen := map[string]bool{}
+	pending := []string{n.Path}
+	for len(pending) > 0 {
+		p := pending[0]
+		pending = pending[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if h, ok := files[p]; ok {
+			return h, true
+		}
+		pending = append(pending, w.links[p]...)
+	}
+	return [32]byte{}, false
+}
+
+func (r *Reader) replay(ctx context.Context) (*replayed, error) {
+	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}}
+	for _, d := range r.a.Storage.Layers {
+		if _, done := w.files[d]; done {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		files, err := replayLayer(r.blobs, d, w.links)
+		if err != nil {
+			return nil, fmt.Errorf("replaying layer %s: %w", d, err)
+		}
+		w.files[d] = files
+	}
+	return w, nil
+}
+
+func replayLayer(b BlobOpener, d string, links map[string][]string) (map[string][32]byte, error) {
+	ra, size, err := b.OpenLayer(d)
+	if err != nil {
+		return nil, err
+	}
+	magic := make([]byte, layerz.SniffLen)
+	n, _ := ra.ReadAt(magic, 0)
+	comp, _ := layerz.Sniff(magic[:n])
+	// layerz.NewReader caps zstd windows as tarindex does, so a hostile
+	// frame header cannot make the replay allocate more than indexing did.
+	rd, err := layerz.NewReader(io.NewSectionReader(ra, 0, size), comp)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	files := map[string][32]byte{}
+	tr := tar.NewReader(rd)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) && len(files) > 0 {
+			// Some writers (umoci insert) omit the end-of-archive blocks.
+			return files, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		p := path.Clean("/" + h.Name)
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeRegA:
+			hs := sha256.New()
+			if _, err := io.Copy(hs, tr); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, err
+			}
+			var sum [32]byte
+			copy(sum[:], hs.Sum(nil))
+			files[p] = sum
+		case tar.TypeLink:
+			links[p] = append(links[p], path.Clean("/"+h.Linkname))
+		}
+	}
+}
