@@ -165,19 +165,18 @@ type Options struct {
 	ReleaseMemory bool
 }
 
-// Limits bound resource use on hostile input; zero values mean the defaults.
-type Limits struct {
-	MaxJSONBytes         int64 // index.json, manifest, config (default 8 MiB)
-	MaxIndexDepth        int   // nested image indexes (default 8)
-	MaxEntries           int   // tar entries per layer (default 1 million; about 750 bytes of peak memory each)
-	MaxPathLen           int   // bytes in an entry path (default 4096)
-	MaxUncompressedBytes int64 // per layer (default 1 TiB)
-	// MaxNodes bounds the merged tree, synthesized parent directories
-	// included (default: twice the tar entries of all layers plus 4096,
-	// at most 10 million), so that entries deep below missing parents
-	// cannot make the tree much larger than the input.
-	MaxNodes int
-}
+// Limits bound resource use on hostile input; zero values mean the
+// defaults (see package limits: MaxNodes defaults to twice the tar entries
+// of all layers plus 4096, at most limits.DefaultMaxNodes).
+type Limits = limits.Limits
+
+// LimitError is the error every package returns when a limit is exceeded:
+// errors.As(err, &le) gives the limit's name (a Limits field) and value;
+// errors.Is(err, ErrLimit) holds too.
+type LimitError = limits.Error
+
+// ErrLimit is what every LimitError matches with errors.Is.
+var ErrLimit = limits.ErrLimit
 
 // Result summarises an indexing run.
 type Result struct {
@@ -207,165 +206,219 @@ type Result struct {
 // output path is left untouched.
 func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	start := time.Now()
-	src, err := source(opts)
+	opts, src, err := opts.Normalize()
 	if err != nil {
 		return nil, err
 	}
-	if opts.OutputPath == "" {
-		return nil, fmt.Errorf("%w: OutputPath is empty", ErrOptions)
-	}
-	if opts.CheckpointMiB < 0 {
-		return nil, fmt.Errorf("%w: CheckpointMiB %d is negative", ErrOptions, opts.CheckpointMiB)
-	}
-	if opts.CheckpointMiB == 0 {
-		opts.CheckpointMiB = 2
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	res := &Result{OutputPath: opts.OutputPath}
-	// Warnings about the archive are logged once it is written (a failed
-	// run reports only its error); cache problems as they are found.
-	var pending []string
-	warn := func(msg string) {
-		res.Warnings = append(res.Warnings, msg)
-		pending = append(pending, msg)
-	}
-
-	sref, w, err := archive.ParseStorageRef(opts.StorageImageRef)
-	if err != nil {
+	r := &run{opts: opts, log: opts.Logger, res: &Result{OutputPath: opts.OutputPath}}
+	if err := r.prepare(); err != nil {
 		return nil, err
 	}
-	if w != "" {
-		warn(w)
-	}
-	if opts.StorageImageRef == "" {
-		warn("no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
-	}
-	// Fail before minutes of indexing if the output cannot be written.
-	if err := archive.CheckOutput(opts.OutputPath); err != nil {
-		return nil, err
-	}
-	var cache *layercache.Cache
-	if opts.CacheDir != "" {
-		if cache, err = layercache.Open(opts.CacheDir); err != nil {
-			return nil, err
-		}
-	}
-
-	layout, err := ociread.OpenSource(src, ociread.OpenOptions{Limits: ociread.Limits{
-		MaxJSONBytes: opts.Limits.MaxJSONBytes, MaxIndexDepth: opts.Limits.MaxIndexDepth,
-	}})
+	layout, img, err := r.openImage(ctx, src)
 	if err != nil {
 		return nil, err
 	}
 	defer layout.Close()
-	img, err := layout.Resolve(ctx, ociread.Select{Ref: src.Ref, Platform: opts.Platform})
+	results, err := r.indexLayers(ctx, layout, img)
 	if err != nil {
 		return nil, err
 	}
-	res.ManifestDigest = img.ManifestDescriptor.Digest.String()
-	res.RefName = img.RefName
-	res.Layers = len(img.Layers)
-	log.Debug("resolved image", "source", src.String(), "manifest", res.ManifestDigest, "ref", img.RefName, "layers", len(img.Layers))
-
-	results, err := indexLayers(ctx, layout, img, opts, cache, log)
-	if err != nil {
+	if err := r.write(ctx, src, img, results); err != nil {
 		return nil, err
 	}
-	for i, r := range results {
-		if r.cached {
-			res.CachedLayers++
-		}
-		for _, w := range r.warnings {
-			res.Warnings = append(res.Warnings, w)
-			log.Warn(w, "layer", i+1, "digest", img.Layers[i].Digest.String())
+	r.res.Duration = time.Since(start)
+	for _, w := range r.pending {
+		r.log.Warn(w)
+	}
+	r.log.Info("wrote archive", "output", opts.OutputPath, "nodes", r.res.Nodes, "layers", r.res.Layers, "cached", r.res.CachedLayers, "duration", r.res.Duration.Round(time.Millisecond))
+	return r.res, nil
+}
+
+// Normalize checks opts and fills in every default (CheckpointMiB,
+// SpanBytes, Concurrency, Limits except the image-dependent MaxNodes, a
+// discarding Logger), and returns the image source it names.
+// CreateFromOCILayout calls it; a caller may call it first to report bad
+// options before any work (errors wrap ErrOptions, or ociread's errors for
+// a malformed Source).
+func (o Options) Normalize() (Options, ociread.Source, error) {
+	src, err := source(o)
+	if err != nil {
+		return o, src, err
+	}
+	switch {
+	case o.OutputPath == "":
+		return o, src, fmt.Errorf("%w: OutputPath is empty", ErrOptions)
+	case o.CheckpointMiB < 0:
+		return o, src, fmt.Errorf("%w: CheckpointMiB %d is negative", ErrOptions, o.CheckpointMiB)
+	case o.Concurrency < 0:
+		return o, src, fmt.Errorf("%w: Concurrency %d is negative", ErrOptions, o.Concurrency)
+	}
+	lo := o.layerOptions("").Normalized()
+	o.CheckpointMiB, o.SpanBytes = lo.CheckpointMiB, lo.SpanBytes
+	if o.Concurrency == 0 {
+		o.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	o.Limits = o.Limits.Normalized()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, src, nil
+}
+
+// layerOptions are the options of one layer's pass.
+func (o *Options) layerOptions(mediaType string) tarindex.Options {
+	return tarindex.Options{MediaType: mediaType, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, Limits: o.Limits}
+}
+
+// run is the state of one CreateFromOCILayout call.
+type run struct {
+	opts  Options // normalized
+	log   *slog.Logger
+	res   *Result
+	sref  archive.StorageRef
+	cache *layercache.Cache
+	// pending are the warnings about the archive, logged once it is
+	// written (a failed run reports only its error); cache problems are
+	// logged as they are found.
+	pending []string
+}
+
+func (r *run) warn(msg string) {
+	r.res.Warnings = append(r.res.Warnings, msg)
+	r.pending = append(r.pending, msg)
+}
+
+// prepare parses the storage reference, checks that the output can be
+// written (before minutes of indexing) and opens the cache.
+func (r *run) prepare() error {
+	sref, w, err := archive.ParseStorageRef(r.opts.StorageImageRef)
+	if err != nil {
+		return err
+	}
+	r.sref = sref
+	if w != "" {
+		r.warn(w)
+	}
+	if r.opts.StorageImageRef == "" {
+		r.warn("no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
+	}
+	if err := archive.CheckOutput(r.opts.OutputPath); err != nil {
+		return err
+	}
+	if r.opts.CacheDir != "" {
+		if r.cache, err = layercache.Open(r.opts.CacheDir); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
+// openImage opens the source and resolves the image in it.
+func (r *run) openImage(ctx context.Context, src ociread.Source) (*ociread.Layout, *ociread.Image, error) {
+	layout, err := ociread.OpenSource(src, ociread.OpenOptions{Limits: r.opts.Limits})
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := layout.Resolve(ctx, ociread.Select{Ref: src.Ref, Platform: r.opts.Platform})
+	if err != nil {
+		layout.Close()
+		return nil, nil, err
+	}
+	r.res.ManifestDigest = img.ManifestDescriptor.Digest.String()
+	r.res.RefName = img.RefName
+	r.res.Layers = len(img.Layers)
+	r.log.Debug("resolved image", "source", src.String(), "manifest", r.res.ManifestDigest, "ref", img.RefName, "layers", len(img.Layers))
+	return layout, img, nil
+}
+
+// write merges the layers, builds the storage info and the extension and
+// writes the archive; it fills the Result's counts.
+func (r *run) write(ctx context.Context, src ociread.Source, img *ociread.Image, results []*layerResult) error {
 	entries := make([]archive.LayerEntries, len(results))
 	tres := make([]*tarindex.Result, len(results))
-	for i, r := range results {
-		tres[i] = r.Result
-		entries[i] = archive.LayerEntries{Digest: img.Layers[i].Digest.String(), Entries: r.Entries}
-		res.CompressedBytes += r.CompressedSize
-		res.UncompressedBytes += r.UncompressedSize
+	for i, lr := range results {
+		if lr.cached {
+			r.res.CachedLayers++
+		}
+		for _, w := range lr.warnings {
+			r.res.Warnings = append(r.res.Warnings, w)
+			r.log.Warn(w, "layer", i+1, "digest", img.Layers[i].Digest.String())
+		}
+		tres[i] = lr.Result
+		entries[i] = archive.LayerEntries{Digest: img.Layers[i].Digest.String(), Entries: lr.Entries}
+		r.res.CompressedBytes += lr.CompressedSize
+		r.res.UncompressedBytes += lr.UncompressedSize
 	}
 	var rootTime time.Time
 	if img.Config.Created != nil {
 		rootTime = *img.Config.Created
 	}
-	nodes, stats, err := archive.MergeWithLimits(entries, rootTime, mergeLimits(opts.Limits, entries))
+	nodes, stats, err := archive.MergeWithLimits(entries, rootTime, mergeLimits(r.opts.Limits, entries))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The nodes hold what the writer needs of the entries: let the
 	// garbage collector have them while the archive is encoded.
 	for i := range entries {
-		entries[i].Entries, tres[i].Entries, results[i].Result.Entries = nil, nil, nil
+		entries[i].Entries, tres[i].Entries = nil, nil
 	}
-	if opts.ReleaseMemory {
+	if r.opts.ReleaseMemory {
 		debug.FreeOSMemory()
 	}
-
-	name := opts.ImageName
-	if name == "" {
-		name = opts.StorageImageRef
-	}
-	if name == "" {
-		name = src.String()
-	}
-	info, err := archive.BuildStorageInfo(sref, archive.ImageInfo{
-		Name:           name,
-		ManifestDigest: res.ManifestDigest,
+	info, err := archive.BuildStorageInfo(r.sref, archive.ImageInfo{
+		Name:           r.imageName(src),
+		ManifestDigest: r.res.ManifestDigest,
 		Config:         img.Config,
 		DockerVersion:  dockerVersion(img.RawConfig),
 		Layers:         img.Layers,
 	}, tres)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var ext *archive.Extension
-	if opts.SpanBytes >= 0 {
+	if r.opts.SpanBytes >= 0 {
 		ext = archive.BuildExtension(img.Layers, tres)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := archive.WriteFile(opts.OutputPath, nodes, info, ext); err != nil {
-		return nil, err
+	if err := archive.WriteFile(r.opts.OutputPath, nodes, info, ext); err != nil {
+		return err
 	}
-
-	res.StorageRef = sref
-	res.Nodes = len(nodes)
-	res.Files, res.Dirs, res.Symlinks = stats.Files, stats.Dirs, stats.Symlinks
-	res.HardLinks, res.Whiteouts, res.SynthesizedDirs = stats.HardLinks, stats.Whiteouts, stats.SynthesizedDirs
-	res.SkippedDevices, res.SkippedFIFOs = stats.SkippedDevices, stats.SkippedFIFOs
+	r.res.StorageRef = r.sref
+	r.res.Nodes = len(nodes)
+	r.res.Files, r.res.Dirs, r.res.Symlinks = stats.Files, stats.Dirs, stats.Symlinks
+	r.res.HardLinks, r.res.Whiteouts, r.res.SynthesizedDirs = stats.HardLinks, stats.Whiteouts, stats.SynthesizedDirs
+	r.res.SkippedDevices, r.res.SkippedFIFOs = stats.SkippedDevices, stats.SkippedFIFOs
 	if n := stats.SkippedDevices + stats.SkippedFIFOs; n > 0 {
-		warn(fmt.Sprintf("skipped %d device node(s) and %d FIFO(s): clip v2 cannot describe them", stats.SkippedDevices, stats.SkippedFIFOs))
+		r.warn(fmt.Sprintf("skipped %d device node(s) and %d FIFO(s): clip v2 cannot describe them", stats.SkippedDevices, stats.SkippedFIFOs))
 	}
-	res.Duration = time.Since(start)
-	for _, w := range pending {
-		log.Warn(w)
+	return nil
+}
+
+// imageName is what the archive records as ImageMetadata.Name.
+func (r *run) imageName(src ociread.Source) string {
+	switch {
+	case r.opts.ImageName != "":
+		return r.opts.ImageName
+	case r.opts.StorageImageRef != "":
+		return r.opts.StorageImageRef
 	}
-	log.Info("wrote archive", "output", opts.OutputPath, "nodes", res.Nodes, "layers", res.Layers, "cached", res.CachedLayers, "duration", res.Duration.Round(time.Millisecond))
-	return res, nil
+	return src.String()
 }
 
 // mergeLimits derives the merge's limits from the options: MaxPathLen
 // applies to paths grown by resolving symlinks in parents too, and the node
 // limit defaults to twice the entries of all layers plus 4096.
-func mergeLimits(l Limits, layers []archive.LayerEntries) archive.MergeLimits {
-	ml := archive.MergeLimits{MaxNodes: l.MaxNodes, MaxPathLen: l.MaxPathLen}
-	if ml.MaxNodes <= 0 {
+func mergeLimits(l Limits, layers []archive.LayerEntries) Limits {
+	if l.MaxNodes <= 0 {
 		n := 4096
 		for _, le := range layers {
 			n += 2 * len(le.Entries)
 		}
-		ml.MaxNodes = min(n, limits.DefaultMaxNodes)
+		l.MaxNodes = min(n, limits.DefaultMaxNodes)
 	}
-	return ml
+	return l
 }
 
 // source returns the image source of the options: Source parsed, or
@@ -401,116 +454,124 @@ type layerResult struct {
 }
 
 // indexLayers runs the per-layer pass over all layers, concurrently up to
-// opts.Concurrency, taking results from the cache when one is given, and
-// checks each DiffID against the config.
-func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Image, opts Options, cache *layercache.Cache, log *slog.Logger) ([]*layerResult, error) {
+// opts.Concurrency, largest blob first, taking results from the cache when
+// there is one, and checks each DiffID against the config.
+func (r *run) indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Image) ([]*layerResult, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	n := len(img.Layers)
-	results := make([]*layerResult, n)
-	errs := make([]error, n)
-	workers := opts.Concurrency
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	if workers > n {
-		workers = n
-	}
-	var (
-		mu      sync.Mutex
-		entries int
-	)
-	progress := func(p Progress) {
-		if opts.ProgressChan == nil {
-			return
-		}
-		select {
-		case opts.ProgressChan <- p:
-		case <-ctx.Done():
-		}
-	}
+	li := &layerIndexer{run: r, ctx: ctx, cancel: cancel, layout: layout, img: img,
+		results: make([]*layerResult, len(img.Layers)), errs: make([]error, len(img.Layers))}
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
+	for range min(r.opts.Concurrency, len(img.Layers)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				desc := img.Layers[i]
-				d := desc.Digest.String()
-				lp := func(p LayerProgress) {
-					if opts.LayerProgress != nil {
-						p.LayerIndex, p.TotalLayers, p.LayerDigest, p.CompressedTotal = i+1, n, d, desc.Size
-						opts.LayerProgress(p)
-					}
-				}
-				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageStarting,
-					Message: fmt.Sprintf("Processing layer %d/%d", i+1, n)})
-				lr, err := indexLayer(ctx, layout, desc, img.DiffIDs[i].String(), tarindex.Options{
-					MediaType:     desc.MediaType,
-					CheckpointMiB: opts.CheckpointMiB,
-					SpanBytes:     opts.SpanBytes,
-					Limits: tarindex.Limits{
-						MaxEntries:           opts.Limits.MaxEntries,
-						MaxPathLen:           opts.Limits.MaxPathLen,
-						MaxUncompressedBytes: opts.Limits.MaxUncompressedBytes,
-					},
-					Progress: func(p tarindex.Progress) {
-						lp(LayerProgress{Stage: StageIndexing, CompressedRead: p.CompressedBytes, UncompressedRead: p.UncompressedBytes, Entries: p.Entries})
-					},
-				}, cache, log.With("layer", i+1, "digest", d), lp)
-				if err != nil {
-					errs[i] = fmt.Errorf("layer %d/%d %s: %w", i+1, n, d, err)
-					cancel()
-					continue
-				}
-				results[i] = lr
-				mu.Lock()
-				entries += len(lr.Entries)
-				total := entries
-				mu.Unlock()
-				msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, total)
-				if lr.cached {
-					msg = MessageCached
-				}
-				lp(LayerProgress{Stage: StageCompleted, Cached: lr.cached, CompressedRead: lr.CompressedSize, UncompressedRead: lr.UncompressedSize, Entries: len(lr.Entries)})
-				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: total, Message: msg})
+				li.index(i)
 			}
 		}()
 	}
 	// Largest blob first: the image is done when its last layer is, and
 	// a large layer started last would run alone at the end.
-	order := make([]int, n)
+	order := make([]int, len(img.Layers))
 	for i := range order {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(img.Layers[b].Size, img.Layers[a].Size) })
+dispatch:
 	for _, i := range order {
 		select {
 		case jobs <- i:
-			continue
 		case <-ctx.Done():
+			break dispatch
 		}
-		break
 	}
 	close(jobs)
 	wg.Wait()
 	if err := parent.Err(); err != nil {
 		return nil, err
 	}
-	// The first failing layer in manifest order names the cause; a layer
-	// that only saw the cancellation another one caused is not it.
-	for _, err := range errs {
+	return li.outcome()
+}
+
+// layerIndexer indexes the layers of one image from several goroutines.
+type layerIndexer struct {
+	*run
+	ctx     context.Context
+	cancel  context.CancelFunc
+	layout  *ociread.Layout
+	img     *ociread.Image
+	results []*layerResult
+	errs    []error
+
+	mu      sync.Mutex
+	entries int // tar entries of the layers completed so far
+}
+
+// progress sends p on the progress channel, giving up when ctx is done.
+func (li *layerIndexer) progress(p Progress) {
+	if li.opts.ProgressChan == nil {
+		return
+	}
+	select {
+	case li.opts.ProgressChan <- p:
+	case <-li.ctx.Done():
+	}
+}
+
+// index runs the pass of layer i (0-based, manifest order); the first
+// failure cancels the others.
+func (li *layerIndexer) index(i int) {
+	n := len(li.img.Layers)
+	desc := li.img.Layers[i]
+	d := desc.Digest.String()
+	lp := func(p LayerProgress) {
+		if li.opts.LayerProgress != nil {
+			p.LayerIndex, p.TotalLayers, p.LayerDigest, p.CompressedTotal = i+1, n, d, desc.Size
+			li.opts.LayerProgress(p)
+		}
+	}
+	li.progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageStarting,
+		Message: fmt.Sprintf("Processing layer %d/%d", i+1, n)})
+	o := li.opts.layerOptions(desc.MediaType)
+	o.Progress = func(p tarindex.Progress) {
+		lp(LayerProgress{Stage: StageIndexing, CompressedRead: p.CompressedBytes, UncompressedRead: p.UncompressedBytes, Entries: p.Entries})
+	}
+	lr, err := indexLayer(li.ctx, li.layout, desc, li.img.DiffIDs[i].String(), o, li.cache, li.log.With("layer", i+1, "digest", d), lp)
+	if err != nil {
+		li.errs[i] = fmt.Errorf("layer %d/%d %s: %w", i+1, n, d, err)
+		li.cancel()
+		return
+	}
+	li.results[i] = lr
+	li.mu.Lock()
+	li.entries += len(lr.Entries)
+	total := li.entries
+	li.mu.Unlock()
+	msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, total)
+	if lr.cached {
+		msg = MessageCached
+	}
+	lp(LayerProgress{Stage: StageCompleted, Cached: lr.cached, CompressedRead: lr.CompressedSize, UncompressedRead: lr.UncompressedSize, Entries: len(lr.Entries)})
+	li.progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: total, Message: msg})
+}
+
+// outcome returns the results, or the error of the first failing layer in
+// manifest order (a layer that only saw the cancellation another one
+// caused is not it).
+func (li *layerIndexer) outcome() ([]*layerResult, error) {
+	for _, err := range li.errs {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return nil, err
 		}
 	}
-	for i, r := range results {
+	for i, r := range li.results {
 		if r == nil {
-			return nil, fmt.Errorf("layer %d/%d %s: %w", i+1, n, img.Layers[i].Digest, context.Canceled)
+			return nil, fmt.Errorf("layer %d/%d %s: %w", i+1, len(li.results), li.img.Layers[i].Digest, context.Canceled)
 		}
 	}
-	return results, nil
+	return li.results, nil
 }
 
 // indexLayer returns the pass over one layer: from the cache when it holds

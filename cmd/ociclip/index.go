@@ -15,12 +15,12 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip"
-	"github.com/ociclip/ociclip/archive"
+	"github.com/ociclip/ociclip/limits"
 	"github.com/ociclip/ociclip/ociread"
 	"github.com/ociclip/ociclip/tarindex"
 )
 
-const indexUsage = `Usage: ociclip index SOURCE -o OUT.clip [options]
+var indexUsage = fmt.Sprintf(`Usage: ociclip index SOURCE -o OUT.clip [options]
 
 Index the image in a local OCI layout and write clip v2 metadata to OUT.clip.
 
@@ -46,15 +46,15 @@ and rewritten.
 
 Limits (0 = the default) bound what a hostile or broken image can make
 ociclip do; exceeding one fails with an error that names it:
-  --max-entries N         tar entries per layer (default 1000000; each costs
+  --max-entries N         tar entries per layer (default %d; each costs
                           about 750 bytes of memory until the archive is written)
   --max-nodes N           nodes of the merged tree (default twice the entries
-                          of all layers plus 4096, at most 10000000)
-  --max-path-len N        bytes in a path (default 4096)
-  --max-uncompressed SIZE uncompressed bytes per layer (default 1T; SIZE takes
+                          of all layers plus 4096, at most %d)
+  --max-path-len N        bytes in a path (default %d)
+  --max-uncompressed SIZE uncompressed bytes per layer (default %s; SIZE takes
                           a K, M, G or T suffix, powers of 1024)
-  --max-json-bytes SIZE   index.json, manifest or config (default 8M)
-  --max-index-depth N     nested image indexes (default 8)
+  --max-json-bytes SIZE   index.json, manifest or config (default %s)
+  --max-index-depth N     nested image indexes (default %d)
 
 Progress goes to stderr: progress bars with bytes, throughput and ETA when
 stderr is a terminal, otherwise one line per layer start and finish (see
@@ -64,7 +64,8 @@ stderr is a terminal, otherwise one line per layer start and finish (see
 Example:
   skopeo copy docker://docker.io/library/ubuntu:24.04 oci:/tmp/ubuntu:24.04
   ociclip index oci:/tmp/ubuntu:24.04 -o ubuntu.clip --storage-ref docker.io/library/ubuntu:24.04
-`
+`, limits.DefaultMaxEntries, limits.DefaultMaxNodes, limits.DefaultMaxPathLen,
+	formatSize(limits.DefaultMaxUncompressedBytes), formatSize(limits.DefaultMaxJSONBytes), limits.DefaultMaxIndexDepth)
 
 // parseSource parses SOURCE (skopeo's transport syntax) and applies --ref.
 func parseSource(s, refFlag string) (ociread.Source, error) {
@@ -107,107 +108,151 @@ type indexSummary struct {
 }
 
 func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("index", indexUsage, stderr)
-	out := fs.String("o", "", "output `FILE` (.clip); required")
-	fs.StringVar(out, "output", "", "same as -o")
-	ref := fs.String("ref", "", "select the image by ref name or digest (with a plain DIR SOURCE)")
-	storageRef := fs.String("storage-ref", "", "registry `REF` a mount fetches layers from, e.g. docker.io/library/ubuntu:24.04")
-	platform := fs.String("platform", "", "`os/arch[/variant]` to pick from a multi-platform index (default linux/"+defaultArch()+")")
-	checkpointMiB := fs.Int("checkpoint-mib", 2, "spacing of clip's gzip checkpoints in MiB of uncompressed data")
-	spanMiB := fs.Int("span-mib", 4, "spacing of ociclip's resumable checkpoints in MiB (-1: none)")
-	jobs := fs.Int("jobs", 0, "layers indexed at once (default: number of CPUs)")
-	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
-	quiet := fs.Bool("q", false, "no progress or warnings on stderr (errors still)")
-	cacheDir := fs.String("cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
-	progressMode := fs.String("progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
-	logLevel := fs.String("log-level", "warn", "log records shown on stderr: debug, info, warn or error")
-	maxEntries := fs.Int("max-entries", 0, "limit: tar entries per layer (0: default 1000000)")
-	maxNodes := fs.Int("max-nodes", 0, "limit: nodes of the merged tree (0: default)")
-	maxPathLen := fs.Int("max-path-len", 0, "limit: bytes in a path (0: default 4096)")
-	var maxUncompressed, maxJSON sizeFlag
-	fs.Var(&maxUncompressed, "max-uncompressed", "limit: uncompressed bytes per layer, `SIZE` with K/M/G/T suffix (0: default 1T)")
-	fs.Var(&maxJSON, "max-json-bytes", "limit: bytes of index.json, a manifest or config, `SIZE` (0: default 8M)")
-	maxDepth := fs.Int("max-index-depth", 0, "limit: nested image indexes (0: default 8)")
+	fs, f := newIndexFlags(stderr)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
-	}
-	level, err := parseLevel(*logLevel)
-	if err != nil {
-		return err
-	}
-	switch *progressMode {
-	case progressAuto, progressBars, progressLines, progressNone:
-	default:
-		return fmt.Errorf("%w: --progress must be auto, bars, lines or none, got %q", errUsage, *progressMode)
-	}
-	if *quiet {
-		*progressMode = progressNone
-		explicit := false
-		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "log-level" })
-		if !explicit {
-			level = slog.LevelError
-		}
 	}
 	if len(pos) != 1 {
 		fs.Usage()
 		return fmt.Errorf("%w: want exactly one SOURCE, got %d arguments", errUsage, len(pos))
 	}
-	if *out == "" {
-		return fmt.Errorf("%w: -o OUT.clip is required", errUsage)
-	}
-	if *checkpointMiB <= 0 {
-		return fmt.Errorf("%w: --checkpoint-mib must be positive, got %d", errUsage, *checkpointMiB)
-	}
-	if *spanMiB == 0 || *spanMiB < -1 {
-		return fmt.Errorf("%w: --span-mib must be positive or -1, got %d", errUsage, *spanMiB)
-	}
-	for _, l := range []struct {
-		name string
-		v    int64
-	}{{"max-entries", int64(*maxEntries)}, {"max-nodes", int64(*maxNodes)}, {"max-path-len", int64(*maxPathLen)}, {"max-index-depth", int64(*maxDepth)}} {
-		if l.v < 0 {
-			return fmt.Errorf("%w: --%s must not be negative, got %d", errUsage, l.name, l.v)
-		}
-	}
-	src, err := parseSource(pos[0], *ref)
+	level, err := f.logLevel(fs)
 	if err != nil {
 		return err
 	}
-	var plat *v1.Platform
-	if *platform != "" {
-		p, err := ociread.ParsePlatform(*platform)
-		if err != nil {
-			return fmt.Errorf("%w: --platform: %v", errUsage, err)
-		}
-		plat = &p
+	opts, err := f.options(pos[0])
+	if err != nil {
+		return err
 	}
-
 	logs := &sink{w: stderr}
-	log := slog.New(newLogHandler(logs, level))
-	rep := newReporter(*progressMode, stderr, logs)
-	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
-		Source:          src.String(),
-		StorageImageRef: *storageRef,
-		OutputPath:      *out,
-		CheckpointMiB:   *checkpointMiB,
-		SpanBytes:       spanBytes(*spanMiB),
-		Platform:        plat,
-		Concurrency:     *jobs,
-		CacheDir:        *cacheDir,
-		Logger:          log,
-		LayerProgress:   rep.layer,
-		ReleaseMemory:   true, // one image per process: keep the peak RSS low
-		Limits: ociclip.Limits{
-			MaxJSONBytes: int64(maxJSON), MaxIndexDepth: *maxDepth, MaxEntries: *maxEntries,
-			MaxPathLen: *maxPathLen, MaxUncompressedBytes: int64(maxUncompressed), MaxNodes: *maxNodes,
-		},
-	})
+	opts.Logger = slog.New(newLogHandler(logs, level))
+	rep := newReporter(f.progress, stderr, logs)
+	opts.LayerProgress = rep.layer
+	res, err := ociclip.CreateFromOCILayout(ctx, opts)
 	rep.finish(err)
 	if err != nil {
 		return withLimitHint(err)
 	}
-	if *asJSON {
+	return printIndexSummary(stdout, res, f.json, f.cacheDir != "")
+}
+
+// indexFlags are the flags of the index command.
+type indexFlags struct {
+	out, ref, storageRef, platform, cacheDir, progress, level string
+	checkpointMiB, spanMiB, jobs                              int
+	json, quiet                                               bool
+	maxEntries, maxNodes, maxPathLen, maxDepth                int
+	maxUncompressed, maxJSON                                  sizeFlag
+}
+
+func newIndexFlags(stderr io.Writer) (*flag.FlagSet, *indexFlags) {
+	fs := newFlagSet("index", indexUsage, stderr)
+	f := &indexFlags{}
+	fs.StringVar(&f.out, "o", "", "output `FILE` (.clip); required")
+	fs.StringVar(&f.out, "output", "", "same as -o")
+	fs.StringVar(&f.ref, "ref", "", "select the image by ref name or digest (with a plain DIR SOURCE)")
+	fs.StringVar(&f.storageRef, "storage-ref", "", "registry `REF` a mount fetches layers from, e.g. docker.io/library/ubuntu:24.04")
+	fs.StringVar(&f.platform, "platform", "", "`os/arch[/variant]` to pick from a multi-platform index (default linux/"+defaultArch()+")")
+	fs.IntVar(&f.checkpointMiB, "checkpoint-mib", tarindex.DefaultCheckpointMiB, "spacing of clip's gzip checkpoints in MiB of uncompressed data")
+	fs.IntVar(&f.spanMiB, "span-mib", tarindex.DefaultSpanBytes>>20, "spacing of ociclip's resumable checkpoints in MiB (-1: none)")
+	fs.IntVar(&f.jobs, "jobs", 0, "layers indexed at once (default: number of CPUs)")
+	fs.BoolVar(&f.json, "json", false, "print the summary as JSON on stdout")
+	fs.BoolVar(&f.quiet, "q", false, "no progress or warnings on stderr (errors still)")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
+	fs.StringVar(&f.progress, "progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
+	fs.StringVar(&f.level, "log-level", "warn", "log records shown on stderr: debug, info, warn or error")
+	fs.IntVar(&f.maxEntries, "max-entries", 0, fmt.Sprintf("limit: tar entries per layer (0: default %d)", limits.DefaultMaxEntries))
+	fs.IntVar(&f.maxNodes, "max-nodes", 0, "limit: nodes of the merged tree (0: default)")
+	fs.IntVar(&f.maxPathLen, "max-path-len", 0, fmt.Sprintf("limit: bytes in a path (0: default %d)", limits.DefaultMaxPathLen))
+	fs.Var(&f.maxUncompressed, "max-uncompressed", fmt.Sprintf("limit: uncompressed bytes per layer, `SIZE` with K/M/G/T suffix (0: default %s)", formatSize(limits.DefaultMaxUncompressedBytes)))
+	fs.Var(&f.maxJSON, "max-json-bytes", fmt.Sprintf("limit: bytes of index.json, a manifest or config, `SIZE` (0: default %s)", formatSize(limits.DefaultMaxJSONBytes)))
+	fs.IntVar(&f.maxDepth, "max-index-depth", 0, fmt.Sprintf("limit: nested image indexes (0: default %d)", limits.DefaultMaxIndexDepth))
+	return fs, f
+}
+
+// logLevel checks --progress and returns the log level, which -q lowers to
+// errors unless --log-level was given.
+func (f *indexFlags) logLevel(fs *flag.FlagSet) (slog.Level, error) {
+	level, err := parseLevel(f.level)
+	if err != nil {
+		return level, err
+	}
+	switch f.progress {
+	case progressAuto, progressBars, progressLines, progressNone:
+	default:
+		return level, fmt.Errorf("%w: --progress must be auto, bars, lines or none, got %q", errUsage, f.progress)
+	}
+	if f.quiet {
+		f.progress = progressNone
+		explicit := false
+		fs.Visit(func(fl *flag.Flag) { explicit = explicit || fl.Name == "log-level" })
+		if !explicit {
+			level = slog.LevelError
+		}
+	}
+	return level, nil
+}
+
+// options checks the flags and builds the API's options for SOURCE s.
+func (f *indexFlags) options(s string) (ociclip.Options, error) {
+	if f.out == "" {
+		return ociclip.Options{}, fmt.Errorf("%w: -o OUT.clip is required", errUsage)
+	}
+	if f.checkpointMiB <= 0 {
+		return ociclip.Options{}, fmt.Errorf("%w: --checkpoint-mib must be positive, got %d", errUsage, f.checkpointMiB)
+	}
+	if f.spanMiB == 0 || f.spanMiB < -1 {
+		return ociclip.Options{}, fmt.Errorf("%w: --span-mib must be positive or -1, got %d", errUsage, f.spanMiB)
+	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"max-entries", int64(f.maxEntries)}, {"max-nodes", int64(f.maxNodes)}, {"max-path-len", int64(f.maxPathLen)}, {"max-index-depth", int64(f.maxDepth)}} {
+		if l.v < 0 {
+			return ociclip.Options{}, fmt.Errorf("%w: --%s must not be negative, got %d", errUsage, l.name, l.v)
+		}
+	}
+	src, err := parseSource(s, f.ref)
+	if err != nil {
+		return ociclip.Options{}, err
+	}
+	var plat *v1.Platform
+	if f.platform != "" {
+		p, err := ociread.ParsePlatform(f.platform)
+		if err != nil {
+			return ociclip.Options{}, fmt.Errorf("%w: --platform: %v", errUsage, err)
+		}
+		plat = &p
+	}
+	opts := ociclip.Options{
+		Source:          src.String(),
+		StorageImageRef: f.storageRef,
+		OutputPath:      f.out,
+		CheckpointMiB:   f.checkpointMiB,
+		SpanBytes:       spanBytes(f.spanMiB),
+		Platform:        plat,
+		Concurrency:     f.jobs,
+		CacheDir:        f.cacheDir,
+		ReleaseMemory:   true, // one image per process: keep the peak RSS low
+		Limits: ociclip.Limits{
+			MaxJSONBytes: int64(f.maxJSON), MaxIndexDepth: f.maxDepth, MaxEntries: f.maxEntries,
+			MaxPathLen: f.maxPathLen, MaxUncompressedBytes: int64(f.maxUncompressed), MaxNodes: f.maxNodes,
+		},
+	}
+	// The API's own checks, before any work: its option errors are usage errors here.
+	if _, _, err := opts.Normalize(); err != nil {
+		if errors.Is(err, ociclip.ErrOptions) {
+			return opts, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		return opts, err
+	}
+	return opts, nil
+}
+
+// printIndexSummary prints the result on stdout, as text or JSON.
+func printIndexSummary(stdout io.Writer, res *ociclip.Result, asJSON, cached bool) error {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(indexSummary{
@@ -221,7 +266,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	}
 	layers := fmt.Sprintf("%d layers", res.Layers)
-	if *cacheDir != "" {
+	if cached {
 		layers += fmt.Sprintf(" (%d cached)", res.CachedLayers)
 	}
 	rate := ""
@@ -300,22 +345,27 @@ func parseSize(v string) (int64, error) {
 	return n << shift, nil
 }
 
-// limitFlags maps the limit names in error messages to the flags that set them.
-var limitFlags = []struct{ name, flag string }{
-	{"MaxEntries", "--max-entries"}, {"MaxNodes", "--max-nodes"}, {"MaxPathLen", "--max-path-len"},
-	{"MaxUncompressedBytes", "--max-uncompressed"}, {"MaxJSONBytes", "--max-json-bytes"}, {"MaxIndexDepth", "--max-index-depth"},
+// limitFlags maps the limits (LimitError.Name) to the flags that set them.
+var limitFlags = map[string]string{
+	"MaxEntries": "--max-entries", "MaxNodes": "--max-nodes", "MaxPathLen": "--max-path-len",
+	"MaxUncompressedBytes": "--max-uncompressed", "MaxJSONBytes": "--max-json-bytes", "MaxIndexDepth": "--max-index-depth",
 }
 
 // withLimitHint adds the flag that raises the limit a limit error names.
 func withLimitHint(err error) error {
-	if !errors.Is(err, tarindex.ErrLimit) && !errors.Is(err, archive.ErrLimit) && !errors.Is(err, ociread.ErrLimit) {
+	var le *ociclip.LimitError
+	if !errors.As(err, &le) || limitFlags[le.Name] == "" {
 		return err
 	}
-	msg := err.Error()
-	for _, l := range limitFlags {
-		if strings.Contains(msg, l.name) {
-			return fmt.Errorf("%w (raise the limit with %s if the image is legitimate)", err, l.flag)
+	return fmt.Errorf("%w (raise the limit with %s if the image is legitimate)", err, limitFlags[le.Name])
+}
+
+// formatSize prints a byte count as parseSize reads it: "8M", "1T", "1000".
+func formatSize(n int64) string {
+	for i := 4; i > 0; i-- {
+		if unit := int64(1) << (10 * i); n >= unit && n%unit == 0 {
+			return fmt.Sprintf("%d%c", n/unit, "KMGT"[i-1])
 		}
 	}
-	return err
+	return strconv.FormatInt(n, 10)
 }
