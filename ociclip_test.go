@@ -37,15 +37,13 @@ import (
 // The progress type converts to clip's with one conversion.
 var _ = clip.OCIIndexProgress(ociclip.Progress{})
 
-const busyboxStorageRef = "docker.io/library/busybox:1.35"
-
 // index runs CreateFromOCILayout on a testdata layout and decodes the result
 // with clip's own ExtractMetadata.
 func index(t *testing.T, layout, ref string) (*ociclip.Result, *common.ClipArchiveMetadata, string) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out.clip")
 	res, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
-		LayoutPath: layout, LayoutRef: ref, StorageImageRef: busyboxStorageRef, OutputPath: out,
+		LayoutPath: layout, LayoutRef: ref, StorageImageRef: testimage.BusyboxStorageRef, OutputPath: out,
 	})
 	if err != nil {
 		t.Fatalf("CreateFromOCILayout(%s): %v", layout, err)
@@ -108,7 +106,7 @@ func TestBusyboxAgainstContract(t *testing.T) {
 	im := info.ImageMetadata
 	if im == nil || im.Digest != manifestDigest(t, "testdata/busybox") || im.Architecture != cfg.Architecture || im.Os != cfg.OS ||
 		!im.Created.Equal(*cfg.Created) || strings.Join(im.Cmd, " ") != "/bin/sh" || im.WorkingDir != "/root" ||
-		len(im.LayersData) != 3 || im.LayersData[0].MIMEType != v1.MediaTypeImageLayerGzip || im.Name != busyboxStorageRef {
+		len(im.LayersData) != 3 || im.LayersData[0].MIMEType != v1.MediaTypeImageLayerGzip || im.Name != testimage.BusyboxStorageRef {
 		t.Errorf("image metadata %+v", im)
 	}
 	if _, ok := im.ExposedPorts["8080/tcp"]; !ok {
@@ -320,7 +318,7 @@ func TestReleaseMemorySameOutput(t *testing.T) {
 	resA, _, a := index(t, "testdata/busybox", "1.35")
 	b := filepath.Join(t.TempDir(), "b.clip")
 	resB, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{
-		LayoutPath: "testdata/busybox", LayoutRef: "1.35", StorageImageRef: busyboxStorageRef, OutputPath: b, ReleaseMemory: true,
+		LayoutPath: "testdata/busybox", LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef, OutputPath: b, ReleaseMemory: true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -555,3 +555,7 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// BusyboxStorageRef is the registry reference the tests record for the
+// busybox layouts under testdata/ (what they were made from).
+const BusyboxStorageRef = "docker.io/library/busybox:1.35"

@@ -1,4 +1,4 @@
-package ociclip_test
+package e2e_test
 
 // Differential test against clip's own indexer (issue #3, docs/COMPAT.md).
 //
@@ -83,7 +83,7 @@ func compatImages(t *testing.T) []compatImage {
 	t.Helper()
 	var imgs []compatImage
 	for _, name := range []string{"busybox", "umoci-insert"} {
-		dir := filepath.Join("testdata", name)
+		dir := filepath.Join(testdataDir, name)
 		tars, err := testimage.LayoutLayerTars(dir, "1.35")
 		if err != nil {
 			t.Fatalf("%s: %v", dir, err)
@@ -1008,7 +1008,7 @@ func TestCompatNonGzipLayers(t *testing.T) {
 	quietClip(t)
 	reg := registrytest.Start(t)
 	load := func(name string) (map[string]*common.ClipNode, common.OCIStorageInfo) {
-		img := compatImage{Name: name, Dir: filepath.Join("testdata", name), LayoutRef: "1.35"}
+		img := compatImage{Name: name, Dir: filepath.Join(testdataDir, name), LayoutRef: "1.35"}
 		ref := reg.PushLayout(t, img.Dir, img.LayoutRef, "test/"+name+":1.35")
 		return clipNodes(t, buildOciclip(t, img, ref))
 	}
@@ -1031,7 +1031,7 @@ func TestCompatNonGzipLayers(t *testing.T) {
 	}
 	for _, name := range []string{"busybox-zstd", "busybox-plain"} {
 		t.Run(name, func(t *testing.T) {
-			ref := reg.PushLayout(t, filepath.Join("testdata", name), "1.35", "test/"+name+"-clip:1.35")
+			ref := reg.PushLayout(t, filepath.Join(testdataDir, name), "1.35", "test/"+name+"-clip:1.35")
 			err := clip.CreateFromOCIImage(context.Background(), clip.CreateFromOCIImageOptions{
 				ImageRef: ref, OutputPath: filepath.Join(t.TempDir(), "x.clip"),
 			})

@@ -1,4 +1,4 @@
-package ociclip_test
+package e2e_test
 
 import (
 	"bytes"
@@ -72,7 +72,7 @@ func layerDigests(t testing.TB, dir, ref string) []digest.Digest {
 
 // run indexes the layout at dir into a new file and returns the result and
 // the archive bytes.
-func run(t testing.TB, opts ociclip.Options) (*ociclip.Result, []byte) {
+func indexArchive(t testing.TB, opts ociclip.Options) (*ociclip.Result, []byte) {
 	t.Helper()
 	if opts.OutputPath == "" {
 		opts.OutputPath = filepath.Join(t.TempDir(), "out.clip")
@@ -120,13 +120,13 @@ func cacheWarnings(res *ociclip.Result) []string {
 }
 
 func TestCacheColdWarmIdentical(t *testing.T) {
-	layout := copyLayout(t, "testdata/busybox")
+	layout := copyLayout(t, testdataDir+"/busybox")
 	cache := filepath.Join(t.TempDir(), "cache")
-	opts := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: busyboxStorageRef}
-	_, want := run(t, opts)
+	opts := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef}
+	_, want := indexArchive(t, opts)
 
 	opts.CacheDir = cache
-	cold, coldBytes := run(t, opts)
+	cold, coldBytes := indexArchive(t, opts)
 	if cold.CachedLayers != 0 || len(cacheWarnings(cold)) != 0 {
 		t.Errorf("cold run: %d cached layers, warnings %q", cold.CachedLayers, cold.Warnings)
 	}
@@ -151,7 +151,7 @@ func TestCacheColdWarmIdentical(t *testing.T) {
 		events = append(events, p)
 		mu.Unlock()
 	}
-	warm, warmBytes := run(t, opts)
+	warm, warmBytes := indexArchive(t, opts)
 	close(progress)
 	if warm.CachedLayers != 3 || len(warm.Warnings) != 0 {
 		t.Errorf("warm run: %d cached layers, warnings %q", warm.CachedLayers, warm.Warnings)
@@ -190,9 +190,9 @@ func TestCacheColdWarmIdentical(t *testing.T) {
 func TestCacheWarmRunReadsNoLayerBlob(t *testing.T) {
 	for _, mode := range []string{"deleted", "corrupted"} {
 		t.Run(mode, func(t *testing.T) {
-			layout := copyLayout(t, "testdata/busybox")
-			opts := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: busyboxStorageRef, CacheDir: t.TempDir()}
-			_, want := run(t, opts)
+			layout := copyLayout(t, testdataDir+"/busybox")
+			opts := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef, CacheDir: t.TempDir()}
+			_, want := indexArchive(t, opts)
 			for _, d := range layerDigests(t, layout, "1.35") {
 				var err error
 				if mode == "deleted" {
@@ -213,7 +213,7 @@ func TestCacheWarmRunReadsNoLayerBlob(t *testing.T) {
 				t.Fatalf("run without cache on %s blobs: %v", mode, err)
 			}
 			// ...with it, no layer blob is read.
-			res, got := run(t, opts)
+			res, got := indexArchive(t, opts)
 			if res.CachedLayers != 3 || !bytes.Equal(got, want) {
 				t.Errorf("warm run: %d cached layers, same bytes %v", res.CachedLayers, bytes.Equal(got, want))
 			}
@@ -222,10 +222,10 @@ func TestCacheWarmRunReadsNoLayerBlob(t *testing.T) {
 }
 
 func TestCacheCorruptEntryIgnoredAndRewritten(t *testing.T) {
-	layout := copyLayout(t, "testdata/busybox")
+	layout := copyLayout(t, testdataDir+"/busybox")
 	ds := layerDigests(t, layout, "1.35")
-	base := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: busyboxStorageRef}
-	_, want := run(t, base)
+	base := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef}
+	_, want := indexArchive(t, base)
 	for _, tc := range []struct {
 		name   string
 		mutate func(t *testing.T, ents map[digest.Digest][]string)
@@ -259,9 +259,9 @@ func TestCacheCorruptEntryIgnoredAndRewritten(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := base
 			opts.CacheDir = t.TempDir()
-			run(t, opts)
+			indexArchive(t, opts)
 			tc.mutate(t, cacheEntries(t, opts.CacheDir))
-			res, got := run(t, opts)
+			res, got := indexArchive(t, opts)
 			if res.CachedLayers != 2 || !bytes.Equal(got, want) {
 				t.Errorf("run over a bad entry: %d cached layers, same bytes %v", res.CachedLayers, bytes.Equal(got, want))
 			}
@@ -269,7 +269,7 @@ func TestCacheCorruptEntryIgnoredAndRewritten(t *testing.T) {
 			if len(w) == 0 || !strings.Contains(w[0], ds[0].Encoded()) {
 				t.Errorf("warnings %q do not report the bad entry of %s", res.Warnings, ds[0])
 			}
-			res, got = run(t, opts)
+			res, got = indexArchive(t, opts)
 			wantCached := 3
 			if tc.name == "unreadable" {
 				wantCached = 2
@@ -286,12 +286,12 @@ func TestCacheCorruptEntryIgnoredAndRewritten(t *testing.T) {
 
 // An entry written with other options is not used.
 func TestCacheOptionsAreInTheKey(t *testing.T) {
-	layout := copyLayout(t, "testdata/busybox")
+	layout := copyLayout(t, testdataDir+"/busybox")
 	cache := t.TempDir()
-	base := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: busyboxStorageRef}
+	base := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef}
 	withCache := base
 	withCache.CacheDir = cache
-	run(t, withCache) // CheckpointMiB 2
+	indexArchive(t, withCache) // CheckpointMiB 2
 	for _, tc := range []struct {
 		name string
 		edit func(*ociclip.Options)
@@ -304,18 +304,18 @@ func TestCacheOptionsAreInTheKey(t *testing.T) {
 		plain, cached := base, withCache
 		tc.edit(&plain)
 		tc.edit(&cached)
-		_, want := run(t, plain)
-		res, got := run(t, cached)
+		_, want := indexArchive(t, plain)
+		res, got := indexArchive(t, cached)
 		if res.CachedLayers != 0 || !bytes.Equal(got, want) {
 			t.Errorf("%s: first run with changed options: %d cached layers, same bytes as uncached %v", tc.name, res.CachedLayers, bytes.Equal(got, want))
 		}
-		res, got = run(t, cached)
+		res, got = indexArchive(t, cached)
 		if res.CachedLayers != 3 || !bytes.Equal(got, want) {
 			t.Errorf("%s: second run: %d cached layers, same bytes %v", tc.name, res.CachedLayers, bytes.Equal(got, want))
 		}
 	}
 	// The default options still hit their own entries.
-	if res, _ := run(t, withCache); res.CachedLayers != 3 {
+	if res, _ := indexArchive(t, withCache); res.CachedLayers != 3 {
 		t.Errorf("default options: %d cached layers", res.CachedLayers)
 	}
 	// A limit the cached layer exceeds rejects it, as without the cache.
@@ -331,11 +331,11 @@ func TestCacheOptionsAreInTheKey(t *testing.T) {
 // that disagrees is not used, and a config that disagrees with the layer
 // still fails.
 func TestCacheDiffIDChecked(t *testing.T) {
-	layout := copyLayout(t, "testdata/busybox")
+	layout := copyLayout(t, testdataDir+"/busybox")
 	ds := layerDigests(t, layout, "1.35")
 	cacheDir := t.TempDir()
-	opts := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: busyboxStorageRef, CacheDir: cacheDir}
-	_, want := run(t, opts)
+	opts := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef, CacheDir: cacheDir}
+	_, want := indexArchive(t, opts)
 
 	// A well-formed entry (valid checksum) with a wrong DiffID.
 	c, err := layercache.Open(cacheDir)
@@ -355,7 +355,7 @@ func TestCacheDiffIDChecked(t *testing.T) {
 	if err := c.Put(k, r); err != nil {
 		t.Fatal(err)
 	}
-	res, got := run(t, opts)
+	res, got := indexArchive(t, opts)
 	if res.CachedLayers != 2 || !bytes.Equal(got, want) || len(cacheWarnings(res)) != 1 || !strings.Contains(cacheWarnings(res)[0], "disagrees") {
 		t.Errorf("forged DiffID: %d cached, same bytes %v, warnings %q", res.CachedLayers, bytes.Equal(got, want), res.Warnings)
 	}
@@ -370,7 +370,7 @@ func TestCacheDiffIDChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := ociclip.Options{LayoutPath: dir, LayoutRef: "v1", CacheDir: cacheDir}
-	run(t, gen)
+	indexArchive(t, gen)
 	img.EditConfig = func(c *v1.Image) { c.RootFS.DiffIDs[0] = digest.FromString("wrong") }
 	if _, err := testimage.Write(dir, testimage.Ref{Name: "v1", Image: img}); err != nil {
 		t.Fatal(err)
@@ -383,14 +383,14 @@ func TestCacheDiffIDChecked(t *testing.T) {
 
 // Concurrent runs sharing one cache directory write correct archives.
 func TestCacheConcurrentRuns(t *testing.T) {
-	layout := copyLayout(t, "testdata/busybox")
-	base := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: busyboxStorageRef}
-	_, want := run(t, base)
+	layout := copyLayout(t, testdataDir+"/busybox")
+	base := ociclip.Options{LayoutPath: layout, LayoutRef: "1.35", StorageImageRef: testimage.BusyboxStorageRef}
+	_, want := indexArchive(t, base)
 	for round := range 3 {
 		opts := base
 		opts.CacheDir = t.TempDir()
 		if round == 2 {
-			run(t, opts) // warm: both read while... nothing writes
+			indexArchive(t, opts) // warm: both read while... nothing writes
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
@@ -420,7 +420,7 @@ func TestCacheConcurrentRuns(t *testing.T) {
 				t.Errorf("round %d run %d wrote different bytes (%v)", round, i, err)
 			}
 		}
-		if res, _ := run(t, opts); res.CachedLayers != 3 || len(res.Warnings) != 0 {
+		if res, _ := indexArchive(t, opts); res.CachedLayers != 3 || len(res.Warnings) != 0 {
 			t.Errorf("round %d: afterwards %d cached layers, warnings %q", round, res.CachedLayers, res.Warnings)
 		}
 	}
@@ -430,7 +430,7 @@ func TestCacheDirErrors(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(f, nil, 0o644)
 	out := filepath.Join(t.TempDir(), "x.clip")
-	_, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: "testdata/busybox", OutputPath: out, CacheDir: f})
+	_, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: testdataDir + "/busybox", OutputPath: out, CacheDir: f})
 	if err == nil || !strings.Contains(err.Error(), f) {
 		t.Errorf("cache dir that is a file: %v", err)
 	}
@@ -459,7 +459,7 @@ func TestLayerProgress(t *testing.T) {
 		mu     sync.Mutex
 		events = map[int][]ociclip.LayerProgress{}
 	)
-	run(t, ociclip.Options{LayoutPath: dir, LayoutRef: "v1", LayerProgress: func(p ociclip.LayerProgress) {
+	indexArchive(t, ociclip.Options{LayoutPath: dir, LayoutRef: "v1", LayerProgress: func(p ociclip.LayerProgress) {
 		mu.Lock()
 		events[p.LayerIndex] = append(events[p.LayerIndex], p)
 		mu.Unlock()
@@ -489,9 +489,9 @@ func TestLayerProgress(t *testing.T) {
 func TestLogger(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := ociclip.Options{LayoutPath: "testdata/busybox", Logger: log, CacheDir: t.TempDir()}
-	run(t, opts)
-	run(t, opts)
+	opts := ociclip.Options{LayoutPath: testdataDir + "/busybox", Logger: log, CacheDir: t.TempDir()}
+	indexArchive(t, opts)
+	indexArchive(t, opts)
 	s := buf.String()
 	for _, want := range []string{"level=WARN msg=\"no storage reference", "msg=\"layer cache miss\"", "msg=\"layer cache hit\"", "msg=\"indexed layer\"", "msg=\"wrote archive\""} {
 		if !strings.Contains(s, want) {

@@ -1,4 +1,4 @@
-package ociclip_test
+package e2e_test
 
 // The bad-input catalogue (issue 6): concrete broken or hostile layouts,
 // each built in a temporary directory, run through CreateFromOCILayout with
@@ -75,7 +75,7 @@ func writeImage(t *testing.T, dir string, img testimage.Image) (*testimage.Layou
 }
 
 // layers returns an image of the given layers.
-func layers(ls ...testimage.Layer) testimage.Image { return testimage.Image{Layers: ls} }
+func imageOf(ls ...testimage.Layer) testimage.Image { return testimage.Image{Layers: ls} }
 
 // gzipLayer is a gzip layer of entries.
 func gzipLayer(es ...testimage.Entry) testimage.Layer { return testimage.Layer{Entries: es} }
@@ -195,8 +195,8 @@ func writeIndexJSON(t *testing.T, dir string, descs ...v1.Descriptor) {
 func twoPlatforms(t *testing.T, dir string) (*testimage.Layout, ociclip.Options) {
 	t.Helper()
 	l, err := testimage.Write(dir, testimage.Ref{Name: "t", Platforms: []testimage.PlatformImage{
-		{Platform: v1.Platform{OS: "linux", Architecture: "amd64"}, Image: layers(gzipLayer(baseEntries()...))},
-		{Platform: v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, Image: layers(gzipLayer(baseEntries()...))},
+		{Platform: v1.Platform{OS: "linux", Architecture: "amd64"}, Image: imageOf(gzipLayer(baseEntries()...))},
+		{Platform: v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}, Image: imageOf(gzipLayer(baseEntries()...))},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -209,12 +209,12 @@ func catalogue() []catRow {
 	return []catRow{
 		// --- the layout and its JSON documents ---
 		{name: "missing oci-layout", want: ociread.ErrNotLayout, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			os.Remove(filepath.Join(dir, "oci-layout"))
 			return o
 		}},
 		{name: "wrong oci-layout version", want: ociread.ErrNotLayout, msg: `"2.0.0"`, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"2.0.0"}`), 0o644)
 			return o
 		}},
@@ -222,19 +222,19 @@ func catalogue() []catRow {
 			return ociclip.Options{LayoutPath: filepath.Join(dir, "nothing-here")}
 		}},
 		{name: "index.json is not JSON", want: ociread.ErrMalformed, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			os.WriteFile(filepath.Join(dir, "index.json"), []byte("{\"schemaVersion\":2,\"manifests\":[{"), 0o644)
 			return o
 		}},
 		{name: "index.json over the default JSON limit (9 MiB)", want: ociread.ErrLimit, msg: "MaxJSONBytes 8388608", build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			b, _ := json.Marshal(l.Index)
 			b = append(b, bytes.Repeat([]byte(" "), 9<<20)...) // still valid JSON
 			os.WriteFile(filepath.Join(dir, "index.json"), b, 0o644)
 			return o
 		}},
 		{name: "limit MaxJSONBytes: manifest over a low limit", want: ociread.ErrLimit, msg: "MaxJSONBytes 300", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...), gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...), gzipLayer(baseEntries()...)))
 			return lim(o, ociclip.Limits{MaxJSONBytes: 300})
 		}},
 		{name: "limit MaxJSONBytes: config descriptor claims 1 TiB", want: ociread.ErrLimit, msg: "MaxJSONBytes", build: func(t *testing.T, dir string) ociclip.Options {
@@ -261,18 +261,18 @@ func catalogue() []catRow {
 			return lim(o, ociclip.Limits{MaxIndexDepth: 2})
 		}},
 		{name: "ref that does not exist", want: ociread.ErrRefNotFound, msg: `"t"`, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			o.LayoutRef = "no-such-tag"
 			return o
 		}},
 		{name: "index.json lists no manifests", want: ociread.ErrRefNotFound, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			writeIndexJSON(t, dir)
 			o.LayoutRef = ""
 			return o
 		}},
 		{name: "no ref and two images", want: ociread.ErrAmbiguous, build: func(t *testing.T, dir string) ociclip.Options {
-			img := layers(gzipLayer(baseEntries()...))
+			img := imageOf(gzipLayer(baseEntries()...))
 			if _, err := testimage.Write(dir, testimage.Ref{Name: "a", Image: &img}, testimage.Ref{Name: "b", Image: &img}); err != nil {
 				t.Fatal(err)
 			}
@@ -289,11 +289,11 @@ func catalogue() []catRow {
 			return o
 		}},
 		{name: "unknown layer media type", want: ociread.ErrUnsupportedMediaType, msg: "application/vnd.example.layer", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(testimage.Layer{Entries: baseEntries(), MediaType: "application/vnd.example.layer"}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{Entries: baseEntries(), MediaType: "application/vnd.example.layer"}))
 			return o
 		}},
 		{name: "Docker schema 1 manifest", want: ociread.ErrUnsupportedMediaType, msg: "schema 1", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			b := []byte(`{"schemaVersion":1,"name":"x","tag":"t","fsLayers":[]}`)
 			d := digest.FromBytes(b)
 			os.WriteFile(testimage.BlobPath(dir, d), b, 0o644)
@@ -318,12 +318,12 @@ func catalogue() []catRow {
 
 		// --- blobs ---
 		{name: "missing layer blob", want: ociread.ErrBlobMissing, build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			os.Remove(testimage.BlobPath(dir, l.Images["t"].LayerDigests[0]))
 			return o
 		}},
 		{name: "layer blob is a FIFO (no hang)", want: ociread.ErrBlobMissing, msg: "not a regular file", build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			p := testimage.BlobPath(dir, l.Images["t"].LayerDigests[0])
 			os.Remove(p)
 			if err := syscall.Mkfifo(p, 0o644); err != nil {
@@ -332,7 +332,7 @@ func catalogue() []catRow {
 			return o
 		}},
 		{name: "truncated layer blob file", want: ociread.ErrSizeMismatch, build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], func(b []byte) []byte { return b[:len(b)/2] })
 			return o
 		}},
@@ -347,13 +347,13 @@ func catalogue() []catRow {
 			return o
 		}},
 		{name: "digest mismatch: one byte of an uncompressed layer's file data changed", want: ociread.ErrDigestMismatch, build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(testimage.Layer{Entries: baseEntries(), Compression: testimage.None}))
+			l, o := writeImage(t, dir, imageOf(testimage.Layer{Entries: baseEntries(), Compression: testimage.None}))
 			w := l.Images["t"]
 			testimage.CorruptBlob(dir, w.LayerDigests[0], testimage.FlipByte(int(w.EntryPositions[0][3].DataOffset)))
 			return o
 		}},
 		{name: "digest mismatch: config changed", want: ociread.ErrDigestMismatch, build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			testimage.CorruptBlob(dir, l.Images["t"].ConfigDigest, func(b []byte) []byte {
 				return bytes.Replace(b, []byte(`"linux"`), []byte(`"Linux"`), 1)
 			})
@@ -366,12 +366,12 @@ func catalogue() []catRow {
 		// reads the rest of the blob, and the error is the digest mismatch
 		// (wrapping the decompression error too).
 		{name: "one byte of a small gzip layer changed", want: ociread.ErrDigestMismatch, build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], testimage.FlipByte(-6))
 			return o
 		}},
 		{name: "one byte of a 1 MiB gzip layer's deflate data changed", want: ociread.ErrDigestMismatch, msg: "reading it also failed", build: func(t *testing.T, dir string) ociclip.Options {
-			l, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "noise", Body: noise(1 << 20)})))
+			l, o := writeImage(t, dir, imageOf(gzipLayer(testimage.Entry{Name: "noise", Body: noise(1 << 20)})))
 			testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], testimage.FlipByte(300<<10))
 			return o
 		}},
@@ -379,32 +379,32 @@ func catalogue() []catRow {
 		// --- compression ---
 		{name: "truncated gzip stream (consistent descriptor)", want: tarindex.ErrCorrupt, msg: "truncated", build: func(t *testing.T, dir string) ociclip.Options {
 			b := mustCompress(t, mustTar(t, baseEntries()...), testimage.Gzip)
-			_, o := writeImage(t, dir, layers(rawLayer(b[:len(b)/2], testimage.Gzip)))
+			_, o := writeImage(t, dir, imageOf(rawLayer(b[:len(b)/2], testimage.Gzip)))
 			return o
 		}},
 		{name: "gzip with a bad CRC", want: tarindex.ErrCorrupt, msg: "CRC32", build: func(t *testing.T, dir string) ociclip.Options {
 			b := mustCompress(t, mustTar(t, baseEntries()...), testimage.Gzip)
 			b[len(b)-8] ^= 0xff
-			_, o := writeImage(t, dir, layers(rawLayer(b, testimage.Gzip)))
+			_, o := writeImage(t, dir, imageOf(rawLayer(b, testimage.Gzip)))
 			return o
 		}},
 		{name: "gzip with trailing garbage", want: tarindex.ErrCorrupt, msg: "trailing garbage", build: func(t *testing.T, dir string) ociclip.Options {
 			b := mustCompress(t, mustTar(t, baseEntries()...), testimage.Gzip)
-			_, o := writeImage(t, dir, layers(rawLayer(append(b, "garbage!"...), testimage.Gzip)))
+			_, o := writeImage(t, dir, imageOf(rawLayer(append(b, "garbage!"...), testimage.Gzip)))
 			return o
 		}},
 		{name: "zstd with a corrupt frame", want: tarindex.ErrCorrupt, msg: "zstd", build: func(t *testing.T, dir string) ociclip.Options {
 			b := mustCompress(t, mustTar(t, baseEntries()...), testimage.Zstd)
 			b[len(b)/2] ^= 0x55
-			_, o := writeImage(t, dir, layers(rawLayer(b, testimage.Zstd)))
+			_, o := writeImage(t, dir, imageOf(rawLayer(b, testimage.Zstd)))
 			return o
 		}},
 		{name: "media type says gzip over zstd bytes", want: tarindex.ErrCompressionMismatch, msg: "zstd", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(testimage.Layer{Entries: baseEntries(), Compression: testimage.Zstd, MediaType: v1.MediaTypeImageLayerGzip}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{Entries: baseEntries(), Compression: testimage.Zstd, MediaType: v1.MediaTypeImageLayerGzip}))
 			return o
 		}},
 		{name: "media type says tar over gzip bytes", want: tarindex.ErrCompressionMismatch, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(testimage.Layer{Entries: baseEntries(), MediaType: v1.MediaTypeImageLayer}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{Entries: baseEntries(), MediaType: v1.MediaTypeImageLayer}))
 			return o
 		}},
 		{name: "limit MaxUncompressedBytes: decompression bomb (zstd, 64 MiB of zeros in a few KB)", want: tarindex.ErrLimit, msg: "MaxUncompressedBytes 1048576", build: func(t *testing.T, dir string) ociclip.Options {
@@ -412,24 +412,24 @@ func catalogue() []catRow {
 			if len(bomb) > 64<<10 {
 				t.Fatalf("bomb of %d bytes", len(bomb))
 			}
-			_, o := writeImage(t, dir, layers(rawLayer(bomb, testimage.Zstd)))
+			_, o := writeImage(t, dir, imageOf(rawLayer(bomb, testimage.Zstd)))
 			return lim(o, ociclip.Limits{MaxUncompressedBytes: 1 << 20})
 		}},
 		{name: "limit MaxUncompressedBytes: gzip bomb", want: tarindex.ErrLimit, msg: "MaxUncompressedBytes 1048576", build: func(t *testing.T, dir string) ociclip.Options {
 			bomb := mustCompress(t, make([]byte, 16<<20), testimage.Gzip)
-			_, o := writeImage(t, dir, layers(rawLayer(bomb, testimage.Gzip)))
+			_, o := writeImage(t, dir, imageOf(rawLayer(bomb, testimage.Gzip)))
 			return lim(o, ociclip.Limits{MaxUncompressedBytes: 1 << 20})
 		}},
 
 		// --- tar streams ---
 		{name: "layer ends mid-header", want: tarindex.ErrCorrupt, msg: "inside a header", build: func(t *testing.T, dir string) ociclip.Options {
 			u := mustTar(t, baseEntries()...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u[:512+100]}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u[:512+100]}))
 			return o
 		}},
 		{name: "tar header claims more bytes than the stream has", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
 			u := append(ustarHeader("big", tar.TypeReg, octalSize(1<<20)), bytes.Repeat([]byte("x"), 100)...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u}))
 			return o
 		}},
 		{name: "tar header with a negative size", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
@@ -439,30 +439,30 @@ func catalogue() []catRow {
 				neg[i] = 0xff
 			}
 			u := append(ustarHeader("neg", tar.TypeReg, neg), make([]byte, 1024)...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u}))
 			return o
 		}},
 		{name: "tar header with an absurd size (2^62, base-256)", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
 			u := append(ustarHeader("huge", tar.TypeReg, base256Size(1<<62)), make([]byte, 4096)...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u, Compression: testimage.None}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u, Compression: testimage.None}))
 			return o
 		}},
 		{name: "tar header with an unparsable size field", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
 			u := append(ustarHeader("bad", tar.TypeReg, []byte("12x4\x00")), make([]byte, 1024)...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u}))
 			return o
 		}},
 		{name: "name with .. climbing out of the root", want: tarindex.ErrUnsafePath, msg: "../../etc/passwd", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(append(baseEntries(), testimage.Entry{Name: "usr/../../../etc/passwd", Body: []byte("x")})...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(), testimage.Entry{Name: "usr/../../../etc/passwd", Body: []byte("x")})...)))
 			return o
 		}},
 		{name: "hard link target with .. climbing out of the root", want: tarindex.ErrUnsafePath, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(append(baseEntries(), testimage.Entry{Name: "l", Type: tar.TypeLink, Linkname: "../etc/hostname"})...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(), testimage.Entry{Name: "l", Type: tar.TypeLink, Linkname: "../etc/hostname"})...)))
 			return o
 		}},
 		{name: "NUL in a PAX path (archive/tar refuses it)", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
 			u := append(paxFile("x", nil, "path", "etc/a\x00/../../x"), make([]byte, 1024)...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: u}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u}))
 			return o
 		}},
 		{name: "NUL in a GNU long name (archive/tar cuts the name there: success)", build: func(t *testing.T, dir string) ociclip.Options {
@@ -471,7 +471,7 @@ func catalogue() []catRow {
 			u = append(u, long...)
 			u = append(u, make([]byte, 512-len(long))...)
 			u = append(u, ustarHeader("placeholder", tar.TypeReg, octalSize(0))...)
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: append(u, make([]byte, 1024)...)}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: append(u, make([]byte, 1024)...)}))
 			return o
 		}, check: func(t *testing.T, res *ociclip.Result, out string) {
 			a, err := archive.ReadFile(out)
@@ -487,7 +487,7 @@ func catalogue() []catRow {
 			}
 		}},
 		{name: "absolute and dotted paths are taken relative to the root (success)", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(append(baseEntries(),
+			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(),
 				testimage.Entry{Name: "/abs/file", Body: []byte("abs")},
 				testimage.Entry{Name: "./dot/./x/../file", Body: []byte("dot")},
 				testimage.Entry{Name: "//double//slash/", Type: tar.TypeDir},
@@ -511,19 +511,19 @@ func catalogue() []catRow {
 			}
 		}},
 		{name: "hard link to a missing target", want: archive.ErrHardlink, msg: "does not exist", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(append(baseEntries(), testimage.Entry{Name: "bin/ls", Type: tar.TypeLink, Linkname: "bin/nothing"})...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(), testimage.Entry{Name: "bin/ls", Type: tar.TypeLink, Linkname: "bin/nothing"})...)))
 			return o
 		}},
 		{name: "whiteout of the root (.wh. naming nothing)", want: archive.ErrBadWhiteout, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: ".wh."})))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: ".wh."})))
 			return o
 		}},
 		{name: "whiteout of .. (etc/.wh..)", want: archive.ErrBadWhiteout, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: "etc/.wh.."})))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: "etc/.wh.."})))
 			return o
 		}},
 		{name: "symlink loop in a parent path", want: archive.ErrSymlinkLoop, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(
+			_, o := writeImage(t, dir, imageOf(gzipLayer(
 				testimage.Entry{Name: "a", Type: tar.TypeSymlink, Linkname: "b"},
 				testimage.Entry{Name: "b", Type: tar.TypeSymlink, Linkname: "a"},
 				testimage.Entry{Name: "a/file", Body: []byte("x")},
@@ -536,19 +536,19 @@ func catalogue() []catRow {
 		// MergeLimits, 300 entries of 4 KB "a/a/..." chains (a 12 KB gzip
 		// blob) made 600,001 nodes, 6.8 GiB of heap and a 1.2 GB archive.
 		{name: "symlinked parents resolve to a path over the default MaxPathLen", want: archive.ErrLimit, msg: "MaxPathLen 4096", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(symlinkedParents()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(symlinkedParents()...)))
 			return o
 		}},
 		{name: "limit MaxPathLen: symlinked parents resolve past a low limit (62-byte names, 7532-byte path)", want: archive.ErrLimit, msg: "MaxPathLen 300", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(symlinkedParents()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(symlinkedParents()...)))
 			return lim(o, ociclip.Limits{MaxPathLen: 300})
 		}},
 		{name: "limit MaxNodes (default, 2 x entries + 4096): 20 entries synthesize 20,000 parents", want: archive.ErrLimit, msg: "MaxNodes 4136", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: deepChains(20, 999)}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: deepChains(20, 999)}))
 			return o
 		}},
 		{name: "limit MaxNodes: 150 nodes, limit 100", want: archive.ErrLimit, msg: "MaxNodes 100", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: tinyEntries(150)}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: tinyEntries(150)}))
 			return lim(o, ociclip.Limits{MaxNodes: 100})
 		}},
 		{name: "symlinks in parents that walk down and up ('d/../' x 800, 40 hops)", want: archive.ErrLimit, msg: "walks more than 4096 path components", build: func(t *testing.T, dir string) ociclip.Options {
@@ -557,7 +557,7 @@ func catalogue() []catRow {
 				es = append(es, testimage.Entry{Name: fmt.Sprintf("s%d", k), Type: tar.TypeSymlink, Linkname: strings.Repeat("d/../", 800) + fmt.Sprintf("s%d", k+1)})
 			}
 			es = append(es, testimage.Entry{Name: "s39", Type: tar.TypeSymlink, Linkname: "d"}, testimage.Entry{Name: "s0/f", Body: []byte("x")})
-			_, o := writeImage(t, dir, layers(gzipLayer(es...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(es...)))
 			return o
 		}},
 		{name: "30,000 chained hard links (success, in linear time)", build: func(t *testing.T, dir string) ociclip.Options {
@@ -569,7 +569,7 @@ func catalogue() []catRow {
 				tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("l%d", i), Typeflag: tar.TypeLink, Linkname: fmt.Sprintf("l%d", i+1), Mode: 0o644, ModTime: testimage.DefaultTime})
 			}
 			tw.Close()
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: buf.Bytes()}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: buf.Bytes()}))
 			return o
 		}, check: func(t *testing.T, res *ociclip.Result, out string) {
 			if res.HardLinks != 30000 || res.Files != 30001 {
@@ -577,7 +577,7 @@ func catalogue() []catRow {
 			}
 		}},
 		{name: "GNU sparse file", want: tarindex.ErrSparse, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "sparse", Type: tar.TypeGNUSparse,
+			_, o := writeImage(t, dir, imageOf(gzipLayer(testimage.Entry{Name: "sparse", Type: tar.TypeGNUSparse,
 				Sparse: []testimage.SparseFragment{{Offset: 0, Length: 512}, {Offset: 8192, Length: 10}}, SparseSize: 16384, Body: make([]byte, 522)})))
 			return o
 		}},
@@ -585,15 +585,15 @@ func catalogue() []catRow {
 			sparseMap := append([]byte("1\n0\n512\n"), make([]byte, 512-8)...)
 			u := paxFile("GNUSparseFile.0/sparse", append(sparseMap, make([]byte, 512)...),
 				"GNU.sparse.major", "1", "GNU.sparse.minor", "0", "GNU.sparse.name", "sparse", "GNU.sparse.realsize", "4096")
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: append(u, make([]byte, 1024)...)}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: append(u, make([]byte, 1024)...)}))
 			return o
 		}},
 		{name: "limit MaxEntries: 1500 tiny entries, limit 1000", want: tarindex.ErrLimit, msg: "MaxEntries 1000", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(testimage.Layer{RawTar: tinyEntries(1500)}))
+			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: tinyEntries(1500)}))
 			return lim(o, ociclip.Limits{MaxEntries: 1000})
 		}},
 		{name: "limit MaxPathLen: a 200-byte name, limit 100", want: tarindex.ErrLimit, msg: "MaxPathLen 100", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: strings.Repeat("d/", 100) + "f", Body: []byte("x")})))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(testimage.Entry{Name: strings.Repeat("d/", 100) + "f", Body: []byte("x")})))
 			return lim(o, ociclip.Limits{MaxPathLen: 100})
 		}},
 		{name: "layer DiffID differs from the config", want: ociclip.ErrDiffIDMismatch, build: func(t *testing.T, dir string) ociclip.Options {
@@ -604,22 +604,22 @@ func catalogue() []catRow {
 
 		// --- options and the output path ---
 		{name: "output path is a directory", want: syscall.EISDIR, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			o.OutputPath = t.TempDir()
 			return o
 		}},
 		{name: "output directory does not exist", want: fs.ErrNotExist, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			o.OutputPath = filepath.Join(t.TempDir(), "missing", "img.clip")
 			return o
 		}},
 		{name: "invalid storage reference", want: archive.ErrStorageRef, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			o.StorageImageRef = "UPPER/Case:tag"
 			return o
 		}},
 		{name: "context cancelled before the run", want: context.Canceled, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			return o
 		}, ctx: func(*ociclip.Options) context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -627,7 +627,7 @@ func catalogue() []catRow {
 			return ctx
 		}},
 		{name: "context cancelled while the second of three layers is indexed", want: context.Canceled, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: "noise", Body: noise(4 << 20)}), gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...), gzipLayer(testimage.Entry{Name: "noise", Body: noise(4 << 20)}), gzipLayer(baseEntries()...)))
 			o.Concurrency = 1
 			return o
 		}, ctx: func(o *ociclip.Options) context.Context {
@@ -640,7 +640,7 @@ func catalogue() []catRow {
 			return ctx
 		}},
 		{name: "negative CheckpointMiB", want: ociclip.ErrOptions, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, layers(gzipLayer(baseEntries()...)))
+			_, o := writeImage(t, dir, imageOf(gzipLayer(baseEntries()...)))
 			o.CheckpointMiB = -1
 			return o
 		}},
@@ -856,7 +856,7 @@ func TestCatalogueDefaultLimits(t *testing.T) {
 	dir := t.TempDir()
 	const size = 256 << 20
 	bomb := mustCompress(t, make([]byte, size), testimage.Zstd)
-	_, o := writeImage(t, filepath.Join(dir, "layout"), layers(rawLayer(bomb, testimage.Zstd)))
+	_, o := writeImage(t, filepath.Join(dir, "layout"), imageOf(rawLayer(bomb, testimage.Zstd)))
 	o.OutputPath = filepath.Join(dir, "bomb.clip")
 	var res *ociclip.Result
 	var err error
@@ -881,7 +881,7 @@ func TestCatalogueDefaultLimits(t *testing.T) {
 func TestCatalogueManyEntries(t *testing.T) {
 	const n = 200_000
 	dir := t.TempDir()
-	_, o := writeImage(t, filepath.Join(dir, "layout"), layers(testimage.Layer{RawTar: tinyEntries(n)}))
+	_, o := writeImage(t, filepath.Join(dir, "layout"), imageOf(testimage.Layer{RawTar: tinyEntries(n)}))
 	o.OutputPath = filepath.Join(dir, "many.clip")
 	var res *ociclip.Result
 	var err error
@@ -908,7 +908,7 @@ func TestCatalogueManyEntries(t *testing.T) {
 // without costing 256 MiB.
 func TestCatalogueVerifyHostileNode(t *testing.T) {
 	dir := t.TempDir()
-	_, o := writeImage(t, filepath.Join(dir, "layout"), layers(gzipLayer(baseEntries()...)))
+	_, o := writeImage(t, filepath.Join(dir, "layout"), imageOf(gzipLayer(baseEntries()...)))
 	o.OutputPath = filepath.Join(dir, "img.clip")
 	if _, err := ociclip.CreateFromOCILayout(context.Background(), o); err != nil {
 		t.Fatal(err)
@@ -947,7 +947,7 @@ func TestCatalogueVerifyHostileNode(t *testing.T) {
 // the layout is enough.
 func TestCatalogueVerifyZstdWindow(t *testing.T) {
 	dir := t.TempDir()
-	l, o := writeImage(t, filepath.Join(dir, "layout"), layers(testimage.Layer{Entries: baseEntries(), Compression: testimage.Zstd}))
+	l, o := writeImage(t, filepath.Join(dir, "layout"), imageOf(testimage.Layer{Entries: baseEntries(), Compression: testimage.Zstd}))
 	o.OutputPath = filepath.Join(dir, "img.clip")
 	if _, err := ociclip.CreateFromOCILayout(context.Background(), o); err != nil {
 		t.Fatal(err)
@@ -973,7 +973,7 @@ func TestCatalogueVerifyZstdWindow(t *testing.T) {
 // decompression error; the output is not written.
 func TestTamperedLayerReportsDigestMismatch(t *testing.T) {
 	dir := t.TempDir()
-	l, o := writeImage(t, dir, layers(gzipLayer(testimage.Entry{Name: "noise", Body: noise(4 << 20)})))
+	l, o := writeImage(t, dir, imageOf(gzipLayer(testimage.Entry{Name: "noise", Body: noise(4 << 20)})))
 	testimage.CorruptBlob(dir, l.Images["t"].LayerDigests[0], testimage.FlipByte(300<<10))
 	o.OutputPath = filepath.Join(t.TempDir(), "o.clip")
 	_, err := ociclip.CreateFromOCILayout(context.Background(), o)

@@ -1,4 +1,4 @@
-package ociclip_test
+package e2e_test
 
 // FUSE test against clip's own mount (issue #3, docs/COMPAT.md).
 //
