@@ -57,27 +57,6 @@ type memBlob struct {
 	where string
 }
 
-// countingReader tracks the position in the tar file while archive/tar reads
-// it; Seek lets archive/tar skip member data without reading it.
-type countingReader struct {
-	f   *os.File
-	pos int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.f.Read(p)
-	c.pos += int64(n)
-	return n, err
-}
-
-func (c *countingReader) Seek(off int64, whence int) (int64, error) {
-	pos, err := c.f.Seek(off, whence)
-	if err == nil {
-		c.pos = pos
-	}
-	return pos, err
-}
-
 // openTarStore opens the tar file at p and maps its members. Member names are
 // cleaned (a leading "./" or "/" ... see cleanMemberName); names that are
 // absolute or contain ".." are ignored. When a name occurs more than once the
@@ -115,15 +94,18 @@ func scanTar(f *os.File, p string) (*tarStore, error) {
 		path: p, f: f, fileSize: st.Size(), members: map[string]*member{},
 		mem: map[digest.Digest]memBlob{}, byDigest: map[digest.Digest]string{}, errs: map[digest.Digest]error{},
 	}
-	cr := &countingReader{f: f}
-	tr := tar.NewReader(cr)
+	// archive/tar skips member data with Seek; the section's offset is
+	// the position of the next byte archive/tar reads.
+	sr := io.NewSectionReader(f, 0, st.Size())
+	pos := func() int64 { p, _ := sr.Seek(0, io.SeekCurrent); return p }
+	tr := tar.NewReader(sr)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s is not a valid tar file (error after %d bytes): %v", ErrNotLayout, p, cr.pos, err)
+			return nil, fmt.Errorf("%w: %s is not a valid tar file (error after %d bytes): %v", ErrNotLayout, p, pos(), err)
 		}
 		name, ok := cleanMemberName(hdr.Name)
 		if !ok {
@@ -135,11 +117,11 @@ func scanTar(f *os.File, p string) (*tarStore, error) {
 				delete(s.members, name)
 				continue
 			}
-			if hdr.Size < 0 || cr.pos+hdr.Size > s.fileSize {
+			if hdr.Size < 0 || pos()+hdr.Size > s.fileSize {
 				return nil, fmt.Errorf("%w: %s is truncated: member %q needs %d bytes at offset %d, the file has %d bytes",
-					ErrNotLayout, p, short(hdr.Name), hdr.Size, cr.pos, s.fileSize)
+					ErrNotLayout, p, short(hdr.Name), hdr.Size, pos(), s.fileSize)
 			}
-			s.members[name] = &member{name: name, offset: cr.pos, size: hdr.Size}
+			s.members[name] = &member{name: name, offset: pos(), size: hdr.Size}
 		case tar.TypeSymlink, tar.TypeLink:
 			s.members[name] = &member{name: name, link: hdr.Typeflag, target: hdr.Linkname}
 		default:

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // tarReader reads the tar headers of the uncompressed stream. Plain USTAR
@@ -102,10 +104,8 @@ func (r *tarReader) resume(h *tar.Header) bool {
 	default: // global headers, sparse files, unknown types: stay with archive/tar
 		return false
 	}
-	for k := range h.PAXRecords {
-		if len(k) > 11 && k[:11] == "GNU.sparse." {
-			return false
-		}
+	if layerz.IsSparse(h) {
+		return false
 	}
 	r.pad = -r.skip & (blockSize - 1)
 	return true
