@@ -63,6 +63,8 @@ type Reader struct {
 }
 
 var (
+	_ BlobOpener    = (*layoutBlobs)(nil)
+	_ io.ReaderAt   = nodeReaderAt{}
 	_ fs.FS         = (*Reader)(nil)
 	_ fs.StatFS     = (*Reader)(nil)
 	_ fs.ReadFileFS = (*Reader)(nil)

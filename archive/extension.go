@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"encoding/gob"
 	"fmt"
@@ -49,6 +50,8 @@ type LayerExtension struct {
 	ChunkSize int64
 	ChunkCRCs []uint32
 }
+
+var _ encoding.BinaryMarshaler = (*Extension)(nil)
 
 // extensionPayload is Extension without its methods: gob (and detgob) would
 // otherwise encode an Extension by calling its MarshalBinary.

@@ -106,3 +106,11 @@ func NewReader(blob io.Reader, c Compression) (io.ReadCloser, error) {
 	}
 	return io.NopCloser(blob), nil
 }
+
+var (
+	_ io.Reader     = (*GzipReader)(nil)
+	_ io.Reader     = (*ZstdReader)(nil)
+	_ io.Reader     = (*ReadAhead)(nil)
+	_ io.Reader     = (*CountingReader)(nil)
+	_ io.ReadCloser = (*frameReader)(nil)
+)

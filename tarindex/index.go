@@ -461,83 +461,16 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 		u.release = func(*chunk) {}
 		return ix.walk(u, nil)
 	}
-	free := make(chan *chunk, pipelineDepth)
-	full := make(chan *chunk, pipelineDepth)
-	for range pipelineDepth {
-		free <- &chunk{} // buffers are allocated on first use
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	// In modeHash a third goroutine hashes every chunk (sha256 for the
-	// DiffID, CRC-32C per 64 KiB) while the walker parses it; each chunk
-	// goes to both, and the last to release it returns it to free.
-	var hashq chan *chunk
-	var hashDone chan struct{}
-	users := int32(1)
-	if mode == modeHash {
-		users = 2
+	pl := newPipeline(mode == modeHash)
+	defer pl.stop()
+	pl.start(func() { pl.produce(p) })
+	if pl.hashq != nil {
 		u.hashed = true
-		hashq = make(chan *chunk, pipelineDepth)
-		hashDone = make(chan struct{})
+		pl.start(func() { pl.hash(u) })
 	}
-	release := func(c *chunk) {
-		if c.refs.Add(-1) == 0 {
-			free <- c // never blocks: free holds every chunk
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			var c *chunk
-			select {
-			case c = <-free:
-			case <-done:
-				return
-			}
-			p.fill(c)
-			c.refs.Store(users)
-			// Neither send blocks: both channels have room for every chunk.
-			if hashq != nil {
-				hashq <- c
-			}
-			full <- c
-			if c.err != nil {
-				return
-			}
-		}
-	}()
-	if hashq != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				var c *chunk
-				select {
-				case c = <-hashq:
-				case <-done:
-					return
-				}
-				if c.n > 0 {
-					u.h.Write(c.buf[:c.n])
-					u.crcs.Write(c.buf[:c.n])
-				}
-				last := c.err != nil
-				release(c)
-				if last {
-					close(hashDone)
-					return
-				}
-			}
-		}()
-	}
-	defer func() {
-		close(done)
-		wg.Wait()
-	}()
 	u.next = func() *chunk {
 		select {
-		case c := <-full:
+		case c := <-pl.full:
 			return c
 		case <-ctx.Done():
 			return &chunk{err: ctxErr(ctx)}
@@ -545,23 +478,117 @@ func (ix *indexer) run(ctx context.Context, p *producer) error {
 	}
 	u.release = func(c *chunk) {
 		if c.buf != nil { // not the chunk that reports ctx's error
-			release(c)
+			pl.release(c)
 		}
 	}
 	// The walker has read the whole stream; the hasher may still be busy
 	// with the last chunks.
 	waitHash := func() error {
-		if hashDone == nil {
+		if pl.hashDone == nil {
 			return nil
 		}
 		select {
-		case <-hashDone:
+		case <-pl.hashDone:
 			return nil
 		case <-ctx.Done():
 			return ctxErr(ctx)
 		}
 	}
 	return ix.walk(u, waitHash)
+}
+
+// pipeline hands chunks from the decompressing goroutine to the walker
+// and, with a hasher, to a third goroutine that hashes every chunk (sha256
+// for the DiffID, CRC-32C per 64 KiB) while the walker parses it; each chunk
+// goes to both, and the last to release it returns it to free.
+type pipeline struct {
+	free, full, hashq chan *chunk
+	hashDone, done    chan struct{}
+	users             int32 // stages each chunk goes to
+	wg                sync.WaitGroup
+}
+
+func newPipeline(withHasher bool) *pipeline {
+	pl := &pipeline{
+		free:  make(chan *chunk, pipelineDepth),
+		full:  make(chan *chunk, pipelineDepth),
+		done:  make(chan struct{}),
+		users: 1,
+	}
+	for range pipelineDepth {
+		pl.free <- &chunk{} // buffers are allocated on first use
+	}
+	if withHasher {
+		pl.users = 2
+		pl.hashq = make(chan *chunk, pipelineDepth)
+		pl.hashDone = make(chan struct{})
+	}
+	return pl
+}
+
+// start runs fn on a goroutine that stop waits for.
+func (pl *pipeline) start(fn func()) {
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		fn()
+	}()
+}
+
+// stop ends the goroutines and waits for them.
+func (pl *pipeline) stop() {
+	close(pl.done)
+	pl.wg.Wait()
+}
+
+func (pl *pipeline) release(c *chunk) {
+	if c.refs.Add(-1) == 0 {
+		pl.free <- c // never blocks: free holds every chunk
+	}
+}
+
+// produce fills free chunks from the decompressor until the stream ends.
+func (pl *pipeline) produce(p *producer) {
+	for {
+		var c *chunk
+		select {
+		case c = <-pl.free:
+		case <-pl.done:
+			return
+		}
+		p.fill(c)
+		c.refs.Store(pl.users)
+		// Neither send blocks: both channels have room for every chunk.
+		if pl.hashq != nil {
+			pl.hashq <- c
+		}
+		pl.full <- c
+		if c.err != nil {
+			return
+		}
+	}
+}
+
+// hash hashes every chunk into u's sha256 and chunk CRCs.
+func (pl *pipeline) hash(u *ustream) {
+	for {
+		var c *chunk
+		select {
+		case c = <-pl.hashq:
+		case <-pl.done:
+			return
+		}
+		if c.n > 0 {
+			u.h.Write(c.buf[:c.n])
+			u.crcs.Write(c.buf[:c.n])
+		}
+		last := c.err != nil
+		pl.release(c)
+		if last {
+			close(pl.hashDone)
+			return
+		}
+	}
 }
 
 // walk reads the tar stream to its end and fills ix.res.

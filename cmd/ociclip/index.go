@@ -312,6 +312,8 @@ func spanBytes(mib int) int64 {
 // suffix (powers of 1024).
 type sizeFlag int64
 
+var _ flag.Value = (*sizeFlag)(nil)
+
 func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
 
 func (s *sizeFlag) Set(v string) error {

@@ -265,6 +265,8 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), err
 }
 
+var _ slog.Handler = (*logHandler)(nil)
+
 func newLogHandler(w io.Writer, level slog.Level) *logHandler {
 	out := &prefixWriter{w: w}
 	inner := slog.NewTextHandler(out, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
