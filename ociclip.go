@@ -112,8 +112,14 @@ type Options struct {
 	// (e.g. "docker.io/library/ubuntu:24.04"). Empty: the archive records no
 	// registry and cannot be mounted from one.
 	StorageImageRef string
-	// OutputPath is the .clip file to write (atomically).
+	// OutputPath is the .clip file to write (atomically; see
+	// archive.WriteFile for what it may replace).
 	OutputPath string
+	// Output, when set, receives the archive instead of OutputPath (which
+	// must then be empty): a stream such as stdout. The archive is written
+	// only once everything else succeeded, but a failing write leaves a
+	// partial stream, which OutputPath never does.
+	Output io.Writer
 	// CheckpointMiB is the spacing of clip's gzip checkpoints (default 2).
 	CheckpointMiB int
 	// SpanBytes is the spacing, in uncompressed bytes, of ociclip's resumable
@@ -151,7 +157,8 @@ type Options struct {
 	// Limits bound what hostile input can make ociclip do.
 	Limits Limits
 	// ImageName is recorded as ImageMetadata.Name; default StorageImageRef,
-	// else "oci:LayoutPath[:LayoutRef]".
+	// else empty: nothing machine-local (such as the layout's path) is
+	// recorded, so the archive does not depend on how the path is spelled.
 	ImageName string
 	// ReleaseMemory makes CreateFromOCILayout collect garbage and return
 	// freed memory to the operating system (debug.FreeOSMemory) between
@@ -210,8 +217,8 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.OutputPath == "" {
-		return nil, fmt.Errorf("%w: OutputPath is empty", ErrOptions)
+	if err := checkOutput(opts); err != nil {
+		return nil, err
 	}
 	if opts.CheckpointMiB < 0 {
 		return nil, fmt.Errorf("%w: CheckpointMiB %d is negative", ErrOptions, opts.CheckpointMiB)
@@ -241,10 +248,6 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.StorageImageRef == "" {
 		warn("no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
-	}
-	// Fail before minutes of indexing if the output cannot be written.
-	if err := archive.CheckOutput(opts.OutputPath); err != nil {
-		return nil, err
 	}
 	var cache *layercache.Cache
 	if opts.CacheDir != "" {
@@ -312,9 +315,6 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if name == "" {
 		name = opts.StorageImageRef
 	}
-	if name == "" {
-		name = src.String()
-	}
 	info, err := archive.BuildStorageInfo(sref, archive.ImageInfo{
 		Name:           name,
 		ManifestDigest: res.ManifestDigest,
@@ -332,7 +332,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := archive.WriteFile(opts.OutputPath, nodes, info, ext); err != nil {
+	if err := writeOutput(opts, nodes, info, ext); err != nil {
 		return nil, err
 	}
 

@@ -36,6 +36,11 @@ SOURCE uses skopeo's transport syntax:
   DIR                        a plain layout directory; select with --ref
 
 The output is written atomically: on any failure OUT.clip is left as it was.
+A symlink is followed and its target replaced, in the target's directory; a
+device node, FIFO or socket is refused. "-o -" (or /dev/stdout) streams the
+archive to stdout instead, not atomically, and prints the summary on stderr.
+A new file gets mode 0666 less the umask; a replaced file keeps its mode and,
+where permitted, its owner.
 Without --storage-ref the archive records no registry, and clip cannot mount it.
 
 With --cache-dir, each layer's index is kept in DIR keyed by the layer digest
@@ -186,10 +191,13 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logs := &sink{w: stderr}
 	log := slog.New(newLogHandler(logs, level))
 	rep := newReporter(*progressMode, stderr, logs)
+	dest := outputFor(*out, stdout, stderr)
+	stdout = dest.summary
 	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
 		Source:          src.String(),
 		StorageImageRef: *storageRef,
-		OutputPath:      *out,
+		OutputPath:      dest.path,
+		Output:          dest.stream,
 		CheckpointMiB:   *checkpointMiB,
 		SpanBytes:       spanBytes(*spanMiB),
 		Platform:        plat,
@@ -205,8 +213,9 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 	rep.finish(err)
 	if err != nil {
-		return withLimitHint(err)
+		return withOutputHint(withLimitHint(err))
 	}
+	res.OutputPath = dest.name
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
