@@ -54,7 +54,7 @@ type diffOutput struct {
 }
 
 func runDiff(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("diff", diffUsage, stderr)
+	fs := newFlagSet("diff", diffUsage, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -64,7 +64,6 @@ func runDiff(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	if len(pos) != 2 {
-		fs.Usage()
 		return &exitError{code: 2, err: fmt.Errorf("%w: want A.clip B.clip, got %d arguments", errUsage, len(pos))}
 	}
 	a, err := archive.ReadFile(pos[0])

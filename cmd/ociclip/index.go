@@ -112,7 +112,7 @@ type indexSummary struct {
 }
 
 func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("index", indexUsage, stderr)
+	fs := newFlagSet("index", indexUsage, stdout)
 	out := fs.String("o", "", "output `FILE` (.clip); required")
 	fs.StringVar(out, "output", "", "same as -o")
 	ref := fs.String("ref", "", "select the image by ref name or digest (with a plain DIR SOURCE)")
@@ -155,7 +155,6 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if len(pos) != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: want exactly one SOURCE, got %d arguments", errUsage, len(pos))
 	}
 	if *out == "" {

@@ -60,14 +60,13 @@ type inspectOutput struct {
 }
 
 func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("inspect", inspectUsage, stderr)
+	fs := newFlagSet("inspect", inspectUsage, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: want exactly one archive, got %d arguments", errUsage, len(pos))
 	}
 	a, err := archive.ReadFile(pos[0])
@@ -174,7 +173,7 @@ symlink targets and where the data lives (layer@offset).
 `
 
 func runLs(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ls", lsUsage, stderr)
+	fs := newFlagSet("ls", lsUsage, stdout)
 	long := fs.Bool("l", false, "long listing")
 	recursive := fs.Bool("R", false, "list subdirectories recursively")
 	pos, err := parseArgs(fs, args)
@@ -182,7 +181,6 @@ func runLs(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
 		return fmt.Errorf("%w: want OUT.clip [PATH]", errUsage)
 	}
 	a, err := archive.ReadFile(pos[0])

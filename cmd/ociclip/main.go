@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -83,6 +84,10 @@ Commands:
 // run executes the command line and returns the exit code: 0 on success, 1
 // on failure, 2 on a usage error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 2 && args[0] == "help" {
+		// "ociclip help COMMAND" is "ociclip COMMAND --help".
+		args = []string{args[1], "--help"}
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		w := stdout
 		if len(args) == 0 {
@@ -113,13 +118,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			switch {
 			case ee.err == nil:
 			case errors.Is(ee.err, errUsage):
-				fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, ee.err)
+				usageError(stderr, c.name, ee.err)
 			default:
 				fmt.Fprintf(stderr, "ociclip %s: error: %v\n", c.name, oneLine(ee.err))
 			}
 			return ee.code
 		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, err)
+			usageError(stderr, c.name, err)
 			return 2
 		default:
 			fmt.Fprintf(stderr, "ociclip %s: error: %v\n", c.name, oneLine(err))
@@ -128,6 +133,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "ociclip: unknown command %q (run 'ociclip help')\n", args[0])
 	return 2
+}
+
+// usageError prints a usage error: one line naming the problem and where
+// the command's help is.
+func usageError(w io.Writer, cmd string, err error) {
+	msg := strings.TrimPrefix(oneLine(err), errUsage.Error()+": ")
+	fmt.Fprintf(w, "ociclip %s: %s; see 'ociclip %s --help'\n", cmd, msg, cmd)
 }
 
 // oneLine keeps an error message on one line.
@@ -142,12 +154,19 @@ func oneLine(err error) string {
 }
 
 // parseArgs parses flags that may stand before, between or after the
-// positional arguments, and returns the positional arguments.
+// positional arguments, and returns the positional arguments. -h and --help
+// print the flag set's help (on stdout, see newFlagSet) and return
+// flag.ErrHelp; a bad flag returns an errUsage error of one line.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	// flag calls Usage on every parse error too: help only for -h.
+	help := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = help }()
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				help()
 				return nil, err
 			}
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -164,15 +183,17 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// newFlagSet returns a flag set whose errors and help go to stderr, with a
-// usage text.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+// newFlagSet returns a flag set whose help (its Usage: the usage text and
+// the flags) goes to stdout; parse errors are returned, not printed.
+func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fmt.Fprintln(stderr, "\nOptions:")
+		fmt.Fprint(stdout, usage)
+		fmt.Fprintln(stdout, "\nOptions:")
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return fs
 }

@@ -39,7 +39,7 @@ func layoutDir(s string) (string, error) {
 }
 
 func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("cat", catUsage, stderr)
+	fs := newFlagSet("cat", catUsage, stdout)
 	layout := fs.String("layout", "", "the image source holding the layer blobs: `oci:DIR`, oci-archive:FILE, dir:DIR, docker-archive:FILE or DIR")
 	offset := fs.Int64("offset", 0, "start at this byte of the file")
 	length := fs.Int64("length", -1, "write at most this many bytes (-1: to the end)")
@@ -48,7 +48,6 @@ func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 2 {
-		fs.Usage()
 		return fmt.Errorf("%w: want OUT.clip PATH", errUsage)
 	}
 	dir, err := layoutDir(*layout)
@@ -94,14 +93,13 @@ func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("verify", verifyUsage, stderr)
+	fs := newFlagSet("verify", verifyUsage, stdout)
 	layout := fs.String("layout", "", "the image source holding the layer blobs: `oci:DIR`, oci-archive:FILE, dir:DIR, docker-archive:FILE or DIR")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: want OUT.clip", errUsage)
 	}
 	dir, err := layoutDir(*layout)
