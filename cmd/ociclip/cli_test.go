@@ -23,7 +23,10 @@ import (
 // OCICLIP_TEST_MAIN=1 it executes run on its arguments and exits.
 func TestMain(m *testing.M) {
 	if os.Getenv("OCICLIP_TEST_MAIN") == "1" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		ctx, stop := signalContext(context.Background())
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

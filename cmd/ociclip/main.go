@@ -20,9 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 )
 
 // errUsage marks errors that are the caller's words being off (exit 2).
@@ -45,7 +43,7 @@ func (e *exitError) Error() string {
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -82,7 +80,8 @@ Commands:
 `
 
 // run executes the command line and returns the exit code: 0 on success, 1
-// on failure, 2 on a usage error.
+// on failure, 2 on a usage error, 128 + the signal's number when a SIGINT or
+// SIGTERM (see signalContext) stopped the command.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 2 && args[0] == "help" {
 		// "ociclip help COMMAND" is "ociclip COMMAND --help".
@@ -108,6 +107,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
+		if code, ok := interrupted(ctx, err, stderr, c.name); ok {
+			return code
+		}
 		var ee *exitError
 		switch {
 		case err == nil:
