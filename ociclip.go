@@ -124,7 +124,8 @@ type Options struct {
 	CheckpointMiB int
 	// SpanBytes is the spacing, in uncompressed bytes, of ociclip's resumable
 	// gzip checkpoints stored in the extension section (0: 4 MiB). Negative:
-	// write no extension section.
+	// none, and no random-access data at all: the extension section then
+	// holds only the checksum of clip's sections.
 	SpanBytes int64
 	// Platform selects from a multi-platform index (default linux/GOARCH).
 	Platform *v1.Platform
@@ -325,7 +326,9 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ext *archive.Extension
+	// Always an extension section: it records the sha256 of clip's
+	// sections, which ociclip's readers check.
+	ext := &archive.Extension{}
 	if opts.SpanBytes >= 0 {
 		ext = archive.BuildExtension(img.Layers, tres)
 	}

@@ -12,6 +12,7 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/gob"
 	"errors"
@@ -91,17 +92,19 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	}
 	copy(h.StartBytes[:], common.ClipFileStartBytes)
 	copy(h.StorageInfoType[:], StorageTypeOCI)
-	if err := binary.Write(w, binary.LittleEndian, &h); err != nil {
+	// The extension records the sha256 of what precedes it.
+	hw := newSumWriter(w)
+	if err := binary.Write(hw, binary.LittleEndian, &h); err != nil {
 		return err
 	}
-	if _, err := w.Write(index); err != nil {
+	if _, err := hw.Write(index); err != nil {
 		return err
 	}
-	if _, err := w.Write(storage); err != nil {
+	if _, err := hw.Write(storage); err != nil {
 		return err
 	}
 	if ext != nil {
-		b, err := ext.MarshalBinary()
+		b, err := ext.marshalSection(hw.sum())
 		if err != nil {
 			return err
 		}
@@ -235,7 +238,7 @@ func Decode(b []byte) (*Archive, error) {
 		end = h.StorageInfoPos + h.StorageInfoLength
 	}
 	if end < size {
-		ext, err := parseExtension(b[end:])
+		ext, err := parseExtension(b[end:], sha256.Sum256(b[:end]))
 		if err != nil {
 			return nil, err
 		}
