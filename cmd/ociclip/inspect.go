@@ -129,7 +129,11 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(tw, "nodes:\t%d (%d files, %d dirs, %d symlinks), %s of file data\n", o.Nodes, o.Files, o.Dirs, o.Symlinks, humanBytes(o.FileBytes))
 	fmt.Fprintf(tw, "extension:\t%v\n", o.Extension)
 	if md := o.Image; md != nil {
-		fmt.Fprintf(tw, "image:\t%s\n", md.Name)
+		name := md.Name
+		if name == "" {
+			name = "(none: indexed without --storage-ref)"
+		}
+		fmt.Fprintf(tw, "image:\t%s\n", name)
 		fmt.Fprintf(tw, "manifest:\t%s\n", md.Digest)
 		plat := md.Os + "/" + md.Architecture
 		if md.Variant != "" {
