@@ -128,6 +128,8 @@ type Options struct {
 	// holds only the checksum of clip's sections.
 	SpanBytes int64
 	// Platform selects from a multi-platform index (default linux/GOARCH).
+	// When the selected image is a single manifest, a Platform that is set
+	// must match its config (else ociread.ErrPlatformNotFound).
 	Platform *v1.Platform
 	// ProgressChan receives progress; sends block (as clip's do) but give
 	// up when ctx is done. It is never closed.
