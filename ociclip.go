@@ -464,7 +464,7 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 					},
 				}, cache, log.With("layer", i+1, "digest", d), lp)
 				if err != nil {
-					errs[i] = fmt.Errorf("layer %d/%d %s: %w", i+1, n, d, err)
+					errs[i] = fmt.Errorf("%s: %w", archive.LayerName(i+1, n, d), err)
 					cancel()
 					continue
 				}
@@ -511,7 +511,7 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 	}
 	for i, r := range results {
 		if r == nil {
-			return nil, fmt.Errorf("layer %d/%d %s: %w", i+1, n, img.Layers[i].Digest, context.Canceled)
+			return nil, fmt.Errorf("%s: %w", archive.LayerName(i+1, n, img.Layers[i].Digest.String()), context.Canceled)
 		}
 	}
 	return results, nil

@@ -55,7 +55,7 @@ const (
 	l2 = `layer 2/3 sha256:6f7078209b61`
 	l3 = `layer 3/3 sha256:42906f85684d`
 	// done: bytes, seconds, MB/s, uncompressed, entries.
-	doneRe = `: done, %s in \d+\.\d\ds \(\d+\.\d MB/s\), %s uncompressed, %d entries`
+	doneRe = `: done, %s in \d+\.\d\ds \(\d+\.\d [kMG]B/s\), %s uncompressed, %d entries`
 )
 
 // Without a terminal, progress is one line per layer start and finish; with
@@ -78,7 +78,7 @@ func TestIndexProgressLines(t *testing.T) {
 		l3+fmt.Sprintf(doneRe, `470 B`, `10\.0 KiB`, 15),
 	)
 	matchLines(t, "cold stdout", stdout,
-		`wrote `+regexp.QuoteMeta(out)+`: 3 layers \(0 cached\), 43 nodes \(18 files, 20 dirs, 5 symlinks, 3 hard links\), 2\.0 MiB uncompressed in \d+\.\d\ds \(\d+ MB/s\)`,
+		`wrote `+regexp.QuoteMeta(out)+`: 3 layers \(0 cached\), 43 nodes \(18 files, 20 dirs, 5 symlinks, 3 hard links\), 2\.0 MiB uncompressed in \d+\.\d\ds \(\d+\.\d [kMG]B/s\)`,
 		`manifest sha256:cccc85d885b0f4f7baba887dc2e0684c75c43a2a280f2b639b6bd1710da82cb9`)
 	cold, _ := os.ReadFile(out)
 

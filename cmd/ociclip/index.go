@@ -169,7 +169,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, l := range []struct {
 		name string
 		v    int64
-	}{{"max-entries", int64(*maxEntries)}, {"max-nodes", int64(*maxNodes)}, {"max-path-len", int64(*maxPathLen)}, {"max-index-depth", int64(*maxDepth)}} {
+	}{{"jobs", int64(*jobs)}, {"max-entries", int64(*maxEntries)}, {"max-nodes", int64(*maxNodes)}, {"max-path-len", int64(*maxPathLen)}, {"max-index-depth", int64(*maxDepth)}} {
 		if l.v < 0 {
 			return fmt.Errorf("%w: --%s must not be negative, got %d", errUsage, l.name, l.v)
 		}
@@ -177,6 +177,9 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	src, err := parseSource(pos[0], *ref)
 	if err != nil {
 		return err
+	}
+	if _, _, err := archive.ParseStorageRef(*storageRef); err != nil {
+		return fmt.Errorf("%w: --storage-ref: %v", errUsage, err)
 	}
 	var plat *v1.Platform
 	if *platform != "" {
@@ -228,17 +231,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Seconds: res.Duration.Seconds(), Warnings: res.Warnings,
 		})
 	}
-	layers := fmt.Sprintf("%d layers", res.Layers)
-	if *cacheDir != "" {
-		layers += fmt.Sprintf(" (%d cached)", res.CachedLayers)
-	}
-	rate := ""
-	if s := res.Duration.Seconds(); s > 0 && res.CachedLayers == 0 {
-		rate = fmt.Sprintf(" (%.0f MB/s)", float64(res.UncompressedBytes)/1e6/s)
-	}
-	fmt.Fprintf(stdout, "wrote %s: %s, %d nodes (%d files, %d dirs, %d symlinks, %d hard links), %s uncompressed in %.2fs%s\n",
-		res.OutputPath, layers, res.Nodes, res.Files, res.Dirs, res.Symlinks, res.HardLinks,
-		humanBytes(res.UncompressedBytes), res.Duration.Seconds(), rate)
+	printIndexSummary(stdout, res, *cacheDir != "")
 	fmt.Fprintf(stdout, "manifest %s\n", res.ManifestDigest)
 	return nil
 }

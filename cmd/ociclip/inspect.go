@@ -54,7 +54,7 @@ type inspectOutput struct {
 	Files       int                   `json:"files"`
 	Dirs        int                   `json:"dirs"`
 	Symlinks    int                   `json:"symlinks"`
-	FileBytes   int64                 `json:"fileBytes"`
+	FileBytes   int64                 `json:"fileBytes"` // hard-linked files counted once
 	Extension   bool                  `json:"extension"`
 	Image       *common.ImageMetadata `json:"image,omitempty"`
 }
@@ -81,11 +81,11 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		RegistryURL: a.Storage.RegistryURL, Repository: a.Storage.Repository, Reference: a.Storage.Reference,
 		Image: a.Storage.ImageMetadata,
 	}
+	o.FileBytes = fileBytes(a.Nodes)
 	for _, n := range a.Nodes {
 		switch n.NodeType {
 		case common.FileNode:
 			o.Files++
-			o.FileBytes += int64(n.Attr.Size)
 		case common.DirNode:
 			o.Dirs++
 		case common.SymLinkNode:
@@ -167,6 +167,26 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", i+1, shortDigest(l.Digest), l.MediaType, humanBytes(l.Size), l.GzipCheckpoints, l.ZstdFrames, l.ResumePoints, shortDigest("sha256:"+l.DecompressedHash))
 	}
 	return tw.Flush()
+}
+
+// fileBytes is the file data of the image: the size of every regular file,
+// counting hard-linked files (nodes sharing an inode) once.
+func fileBytes(nodes []*common.ClipNode) int64 {
+	var total int64
+	seen := map[uint64]bool{}
+	for _, n := range nodes {
+		if n.NodeType != common.FileNode {
+			continue
+		}
+		if n.Attr.Nlink > 1 {
+			if seen[n.Attr.Ino] {
+				continue
+			}
+			seen[n.Attr.Ino] = true
+		}
+		total += int64(n.Attr.Size)
+	}
+	return total
 }
 
 const lsUsage = `Usage: ociclip ls OUT.clip [PATH] [-l] [-R]
