@@ -26,13 +26,15 @@ const (
 	progressNone  = "none"  // nothing
 )
 
-// isTerminal reports whether w is a terminal that can show progress bars.
+// isTerminal reports whether w is a terminal that can show progress bars:
+// not TERM=dumb, and with a known width (a pty nobody sized, 0x0, cannot
+// lay out bars: lines then).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok || os.Getenv("TERM") == "dumb" {
+	if !ok || os.Getenv("TERM") == "dumb" || !isatty.IsTerminal(f.Fd()) {
 		return false
 	}
-	return isatty.IsTerminal(f.Fd())
+	return terminalWidth(f) > 0
 }
 
 // reporter shows layer progress on stderr and owns stderr while it runs:
