@@ -2,6 +2,7 @@ package ociclip
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sync"
 
 	"github.com/beam-cloud/clip/pkg/common"
@@ -107,19 +109,35 @@ type VerifyResult struct {
 	Files      int   // regular files checked
 	Bytes      int64 // bytes read through the index
 	Mismatches []string
+	// DamagedLayers lists the digests of the layers that could not be
+	// replayed; Unchecked counts their files, which were not checked.
+	DamagedLayers []string
+	Unchecked     int
 }
 
 // Verify reads every regular file through the index and compares its bytes
 // with an independent, plain sequential replay of its layer (Go's gzip/zstd
 // and archive/tar, no offsets). Each mismatch is reported by path through
-// report (which may be nil) and collected; the error is non-nil when any
-// file mismatched or could not be read.
+// report (which may be nil) and collected; so is each layer that cannot be
+// replayed (its blob does not match its digest or size, or does not parse),
+// by its digest with an error that wraps ErrLayerDamaged and names the layer
+// ("layer 2/3 sha256:…"), and its files are not
+// checked. The error is non-nil when any file mismatched or could not be
+// read, or any layer is damaged.
 func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
 	want, err := r.replay(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res := &VerifyResult{}
+	for _, d := range r.Archive.Storage.Layers {
+		if err := want.damaged[d]; err != nil && !slices.Contains(res.DamagedLayers, d) {
+			res.DamagedLayers = append(res.DamagedLayers, d)
+			if report != nil {
+				report(d, err)
+			}
+		}
+	}
 	// Reads of twice the default span keep the re-inflation from each
 	// read's checkpoint to about a quarter of the file.
 	buf := make([]byte, 8<<20)
@@ -128,6 +146,10 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 			return res, err
 		}
 		if n.NodeType != common.FileNode || n.Remote == nil {
+			continue
+		}
+		if want.damaged[n.Remote.LayerDigest] != nil {
+			res.Unchecked++
 			continue
 		}
 		res.Files++
@@ -170,14 +192,18 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 	if len(res.Mismatches) > 0 {
 		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
 	}
+	if len(res.DamagedLayers) > 0 {
+		return res, fmt.Errorf("%d of %d layers damaged, first: %w", len(res.DamagedLayers), len(r.Archive.Storage.Layers), want.damaged[res.DamagedLayers[0]])
+	}
 	return res, nil
 }
 
 // replayed holds, per layer, the sha256 of every regular file entry and the
 // hard link entries, from a sequential read of the layer.
 type replayed struct {
-	files map[string]map[string][32]byte // layer digest -> clean path -> sha256
-	links map[string][]string            // clean path -> hard link targets, all layers
+	files   map[string]map[string][32]byte // layer digest -> clean path -> sha256
+	links   map[string][]string            // clean path -> hard link targets, all layers
+	damaged map[string]error               // layer digest -> why it could not be replayed
 }
 
 func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
@@ -200,35 +226,33 @@ func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
 }
 
 func (r *Reader) replay(ctx context.Context) (*replayed, error) {
-	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}}
-	for _, d := range r.Archive.Storage.Layers {
-		if _, done := w.files[d]; done {
+	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}, damaged: map[string]error{}}
+	for i, d := range r.Archive.Storage.Layers {
+		if _, done := w.files[d]; done || w.damaged[d] != nil {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		files, err := replayLayer(r.lb, d, w.links)
+		files, err := r.replayVerified(ctx, i+1, len(r.Archive.Storage.Layers), d, w.links)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			return nil, fmt.Errorf("replaying layer %s: %w", d, err)
+			w.damaged[d] = err
+			continue
 		}
 		w.files[d] = files
 	}
 	return w, nil
 }
 
-func replayLayer(b *layoutBlobs, d string, links map[string][]string) (map[string][32]byte, error) {
-	ra, size, err := b.OpenLayer(d)
-	if err != nil {
-		return nil, err
-	}
-	sr := io.NewSectionReader(ra, 0, size)
-	magic := make([]byte, 4)
-	n, _ := io.ReadFull(sr, magic)
-	magic = magic[:n]
-	if _, err := sr.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
+// replayLayer reads the layer blob from r (compressed by gzip, zstd or not
+// at all, told by its magic) and returns the sha256 of every regular file
+// by clean path, adding its hard links to links.
+func replayLayer(r io.Reader, links map[string][]string) (map[string][32]byte, error) {
+	sr := bufio.NewReader(r)
+	magic, _ := sr.Peek(4)
 	var rd io.Reader = sr
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):

@@ -54,3 +54,14 @@ func printIndexSummary(w io.Writer, res *ociclip.Result, cached bool) {
 		plural(res.Symlinks, "symlink", "symlinks"), plural(res.HardLinks, "hard link", "hard links"),
 		humanBytes(res.UncompressedBytes), res.Duration.Seconds(), speed)
 }
+
+// printVerifySummary prints verify's last line: files checked, bytes read,
+// mismatches and, when any, damaged layers and the files not checked.
+func printVerifySummary(w io.Writer, res *ociclip.VerifyResult) {
+	fmt.Fprintf(w, "verified %s, %s read through the index, %s", plural(res.Files, "file", "files"), humanBytes(res.Bytes),
+		plural(len(res.Mismatches), "mismatch", "mismatches"))
+	if len(res.DamagedLayers) > 0 {
+		fmt.Fprintf(w, ", %s (%s not checked)", plural(len(res.DamagedLayers), "damaged layer", "damaged layers"), plural(res.Unchecked, "file", "files"))
+	}
+	fmt.Fprintln(w)
+}

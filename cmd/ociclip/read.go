@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/beam-cloud/clip/pkg/common"
 
@@ -112,10 +112,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer r.Close()
 	res, err := r.Verify(ctx, func(p string, err error) {
-		fmt.Fprintf(stdout, "MISMATCH %s: %v\n", p, strings.ReplaceAll(err.Error(), "\n", " "))
+		if errors.Is(err, ociclip.ErrLayerDamaged) {
+			fmt.Fprintf(stdout, "DAMAGED %s\n", oneLine(err))
+			return
+		}
+		fmt.Fprintf(stdout, "MISMATCH %s: %s\n", p, oneLine(err))
 	})
 	if res != nil {
-		fmt.Fprintf(stdout, "verified %d files, %s read through the index, %d mismatches\n", res.Files, humanBytes(res.Bytes), len(res.Mismatches))
+		printVerifySummary(stdout, res)
 	}
 	return err
 }
