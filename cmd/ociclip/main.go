@@ -1,16 +1,18 @@
 // Command ociclip turns a local OCI image layout into beam-cloud/clip v2
 // metadata and inspects the result.
 //
-//	ociclip index oci:DIR[:REF] -o OUT.clip [--storage-ref REF] [--platform os/arch[/variant]]
-//	                            [--cache-dir DIR] [--progress MODE] [--log-level LEVEL] [--json] [-q]
+//	ociclip index SOURCE -o|--output OUT.clip|- [--ref REF] [--storage-ref REF] [--platform os/arch[/variant]]
+//	                     [--cache-dir DIR] [--progress MODE] [--log-level LEVEL] [--json] [-q] [limits]
 //	ociclip inspect OUT.clip [--json]
 //	ociclip ls OUT.clip [PATH] [-l] [-R]
-//	ociclip cat OUT.clip PATH --layout oci:DIR
+//	ociclip cat OUT.clip PATH --layout oci:DIR [--offset N] [--length N] [-o FILE]
 //	ociclip verify OUT.clip --layout oci:DIR
 //	ociclip diff A.clip B.clip [--json]
 //	ociclip version [--json]
 //
-// Run `ociclip help` or `ociclip COMMAND --help` for details.
+// Run `ociclip help`, `ociclip help COMMAND` or `ociclip COMMAND --help` for
+// details. Exit status: 0 success, 1 failure, 2 usage error (diff: 1 when
+// the archives differ), 130 on SIGINT and 143 on SIGTERM.
 package main
 
 import (
