@@ -71,10 +71,14 @@ func TestSignalsEndProcess(t *testing.T) {
 		}
 		// Let it see the signal, then unblock the open.
 		time.Sleep(100 * time.Millisecond)
-		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+		// Non-blocking: if the process died, there is no reader to wait for.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 			w.Close()
 		}
+		// A process that ignored the signal would wait forever.
+		timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
 		err := cmd.Wait()
+		timer.Stop()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != tc.code || !strings.Contains(stderr.String(), "interrupted") {
 			t.Errorf("%v: %v, stderr %q; want exit %d saying interrupted", tc.sig, err, stderr.String(), tc.code)
