@@ -22,8 +22,14 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+# The unit tests' results as plain go test prints them, then every skipped
+# test with its reason (go test hides skips without -v): a machine missing
+# fuse3, umoci or skopeo shows what it did not run. CI=true makes those
+# tests fail instead of skipping.
 unit:
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	@rc=$$(mktemp); trap 'rm -f $$rc' EXIT; \
+	{ $(GO) test -count=1 -timeout 15m -json $(PKGS); echo $$? > $$rc; } | $(GO) run ./internal/testsummary; sum=$$?; \
+	test "$$sum" = 0 && test "$$(cat $$rc)" = 0
 
 # Every benchmark once. OCICLIP_BENCH_DATA=none: package bench uses testdata
 # and small generated images even when bench/data exists (CI has none).

@@ -11,6 +11,7 @@ require (
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/vbauerster/mpb/v8 v8.16.2
+	golang.org/x/sys v0.48.0
 )
 
 require (
@@ -56,5 +57,4 @@ require (
 	github.com/vbatts/tar-split v0.11.6 // indirect
 	github.com/vbauerster/cupwriter v0.0.5 // indirect
 	golang.org/x/sync v0.13.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
 )

@@ -113,15 +113,24 @@ type Options struct {
 	// (e.g. "docker.io/library/ubuntu:24.04"). Empty: the archive records no
 	// registry and cannot be mounted from one.
 	StorageImageRef string
-	// OutputPath is the .clip file to write (atomically).
+	// OutputPath is the .clip file to write (atomically; see
+	// archive.WriteFile for what it may replace).
 	OutputPath string
+	// Output, when set, receives the archive instead of OutputPath (which
+	// must then be empty): a stream such as stdout. The archive is written
+	// only once everything else succeeded, but a failing write leaves a
+	// partial stream, which OutputPath never does.
+	Output io.Writer
 	// CheckpointMiB is the spacing of clip's gzip checkpoints (default 2).
 	CheckpointMiB int
 	// SpanBytes is the spacing, in uncompressed bytes, of ociclip's resumable
 	// gzip checkpoints stored in the extension section (0: 4 MiB). Negative:
-	// write no extension section.
+	// none, and no random-access data at all: the extension section then
+	// holds only the checksum of clip's sections.
 	SpanBytes int64
 	// Platform selects from a multi-platform index (default linux/GOARCH).
+	// When the selected image is a single manifest, a Platform that is set
+	// must match its config (else ociread.ErrPlatformNotFound).
 	Platform *v1.Platform
 	// ProgressChan receives progress; sends block (as clip's do) but give
 	// up when ctx is done. It is never closed.
@@ -152,7 +161,8 @@ type Options struct {
 	// Limits bound what hostile input can make ociclip do.
 	Limits Limits
 	// ImageName is recorded as ImageMetadata.Name; default StorageImageRef,
-	// else "oci:LayoutPath[:LayoutRef]".
+	// else empty: nothing machine-local (such as the layout's path) is
+	// recorded, so the archive does not depend on how the path is spelled.
 	ImageName string
 	// ReleaseMemory makes CreateFromOCILayout collect garbage and return
 	// freed memory to the operating system (debug.FreeOSMemory) between
@@ -223,7 +233,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.write(ctx, src, img, results); err != nil {
+	if err := r.write(ctx, img, results); err != nil {
 		return nil, err
 	}
 	r.res.Duration = time.Since(start)
@@ -245,9 +255,10 @@ func (o Options) Normalize() (Options, ociread.Source, error) {
 	if err != nil {
 		return o, src, err
 	}
+	if err := checkOutput(o); err != nil {
+		return o, src, err
+	}
 	switch {
-	case o.OutputPath == "":
-		return o, src, fmt.Errorf("%w: OutputPath is empty", ErrOptions)
 	case o.CheckpointMiB < 0:
 		return o, src, fmt.Errorf("%w: CheckpointMiB %d is negative", ErrOptions, o.CheckpointMiB)
 	case o.Concurrency < 0:
@@ -302,8 +313,11 @@ func (r *run) prepare() error {
 	if r.opts.StorageImageRef == "" {
 		r.warn("no storage reference given: the archive records no registry, so clip cannot mount it from one (use --storage-ref / StorageImageRef)")
 	}
-	if err := archive.CheckOutput(r.opts.OutputPath); err != nil {
-		return err
+	// Fail before minutes of indexing if the output cannot be written.
+	if r.opts.OutputPath != "" {
+		if err := archive.CheckOutput(r.opts.OutputPath); err != nil {
+			return err
+		}
 	}
 	if r.opts.CacheDir != "" {
 		if r.cache, err = layercache.Open(r.opts.CacheDir); err != nil {
@@ -333,7 +347,7 @@ func (r *run) openImage(ctx context.Context, src ociread.Source) (*ociread.Layou
 
 // write merges the layers, builds the storage info and the extension and
 // writes the archive; it fills the Result's counts.
-func (r *run) write(ctx context.Context, src ociread.Source, img *ociread.Image, results []*layerResult) error {
+func (r *run) write(ctx context.Context, img *ociread.Image, results []*layerResult) error {
 	entries := make([]archive.LayerEntries, len(results))
 	tres := make([]*tarindex.Result, len(results))
 	for i, lr := range results {
@@ -366,7 +380,7 @@ func (r *run) write(ctx context.Context, src ociread.Source, img *ociread.Image,
 		debug.FreeOSMemory()
 	}
 	info, err := archive.BuildStorageInfo(r.sref, archive.ImageInfo{
-		Name:           r.imageName(src),
+		Name:           r.imageName(),
 		ManifestDigest: r.res.ManifestDigest,
 		Config:         img.Config,
 		DockerVersion:  dockerVersion(img.RawConfig),
@@ -375,14 +389,16 @@ func (r *run) write(ctx context.Context, src ociread.Source, img *ociread.Image,
 	if err != nil {
 		return err
 	}
-	var ext *archive.Extension
+	// Always an extension section: it records the sha256 of clip's
+	// sections, which ociclip's readers check.
+	ext := &archive.Extension{}
 	if r.opts.SpanBytes >= 0 {
 		ext = archive.BuildExtension(img.Layers, tres)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := archive.WriteFile(r.opts.OutputPath, nodes, info, ext); err != nil {
+	if err := writeOutput(r.opts, nodes, info, ext); err != nil {
 		return err
 	}
 	r.res.StorageRef = r.sref
@@ -396,15 +412,13 @@ func (r *run) write(ctx context.Context, src ociread.Source, img *ociread.Image,
 	return nil
 }
 
-// imageName is what the archive records as ImageMetadata.Name.
-func (r *run) imageName(src ociread.Source) string {
-	switch {
-	case r.opts.ImageName != "":
+// imageName is what the archive records as ImageMetadata.Name: nothing
+// machine-local.
+func (r *run) imageName() string {
+	if r.opts.ImageName != "" {
 		return r.opts.ImageName
-	case r.opts.StorageImageRef != "":
-		return r.opts.StorageImageRef
 	}
-	return src.String()
+	return r.opts.StorageImageRef
 }
 
 // mergeLimits derives the merge's limits from the options: MaxPathLen
@@ -540,7 +554,7 @@ func (li *layerIndexer) index(i int) {
 	}
 	lr, err := indexLayer(li.ctx, li.layout, desc, li.img.DiffIDs[i].String(), o, li.cache, li.log.With("layer", i+1, "digest", d), lp)
 	if err != nil {
-		li.errs[i] = fmt.Errorf("layer %d/%d %s: %w", i+1, n, d, err)
+		li.errs[i] = fmt.Errorf("%s: %w", archive.LayerName(i+1, n, d), err)
 		li.cancel()
 		return
 	}
@@ -568,7 +582,7 @@ func (li *layerIndexer) outcome() ([]*layerResult, error) {
 	}
 	for i, r := range li.results {
 		if r == nil {
-			return nil, fmt.Errorf("layer %d/%d %s: %w", i+1, len(li.results), li.img.Layers[i].Digest, context.Canceled)
+			return nil, fmt.Errorf("%s: %w", archive.LayerName(i+1, len(li.results), li.img.Layers[i].Digest.String()), context.Canceled)
 		}
 	}
 	return li.results, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/ociread"
@@ -63,12 +64,13 @@ type Reader struct {
 }
 
 var (
-	_ BlobOpener    = (*layoutBlobs)(nil)
-	_ io.ReaderAt   = nodeReaderAt{}
-	_ fs.FS         = (*Reader)(nil)
-	_ fs.StatFS     = (*Reader)(nil)
-	_ fs.ReadFileFS = (*Reader)(nil)
-	_ fs.ReadDirFS  = (*Reader)(nil)
+	_ BlobOpener     = (*layoutBlobs)(nil)
+	_ verifiedOpener = (*layoutBlobs)(nil)
+	_ io.ReaderAt    = nodeReaderAt{}
+	_ fs.FS          = (*Reader)(nil)
+	_ fs.StatFS      = (*Reader)(nil)
+	_ fs.ReadFileFS  = (*Reader)(nil)
+	_ fs.ReadDirFS   = (*Reader)(nil)
 )
 
 // OpenReader opens the archive at archivePath and the image source that
@@ -481,6 +483,11 @@ func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
 	}
 	b.ras[d], b.size[d], b.open[d] = ra, size, c
 	return ra, size, nil
+}
+
+// OpenVerified streams a blob through the layout's verifying reader.
+func (b *layoutBlobs) OpenVerified(desc v1.Descriptor) (io.ReadCloser, error) {
+	return b.l.OpenBlob(desc)
 }
 
 // Close closes the open blob files and the layout.

@@ -2,12 +2,14 @@ package ociclip
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"slices"
 
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/ociclip/ociclip/layerz"
@@ -22,19 +24,35 @@ type VerifyResult struct {
 	Files      int   // regular files checked
 	Bytes      int64 // bytes read through the index
 	Mismatches []string
+	// DamagedLayers lists the digests of the layers that could not be
+	// replayed; Unchecked counts their files, which were not checked.
+	DamagedLayers []string
+	Unchecked     int
 }
 
 // Verify reads every regular file through the index and compares its bytes
 // with an independent, plain sequential replay of its layer (Go's gzip/zstd
 // and archive/tar, no offsets). Each mismatch is reported by path through
-// report (which may be nil) and collected; the error is non-nil when any
-// file mismatched or could not be read.
+// report (which may be nil) and collected; so is each layer that cannot be
+// replayed (its blob does not match its digest or size, or does not parse),
+// by its digest with an error that wraps ErrLayerDamaged and names the layer
+// ("layer 2/3 sha256:…"), and its files are not
+// checked. The error is non-nil when any file mismatched or could not be
+// read, or any layer is damaged.
 func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
 	want, err := r.replay(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res := &VerifyResult{}
+	for _, d := range r.a.Storage.Layers {
+		if err := want.damaged[d]; err != nil && !slices.Contains(res.DamagedLayers, d) {
+			res.DamagedLayers = append(res.DamagedLayers, d)
+			if report != nil {
+				report(d, err)
+			}
+		}
+	}
 	// Reads of twice the default span keep the re-inflation from each
 	// read's checkpoint to about a quarter of the file.
 	buf := make([]byte, 8<<20)
@@ -43,6 +61,10 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 			return res, err
 		}
 		if n.NodeType != common.FileNode || n.Remote == nil {
+			continue
+		}
+		if want.damaged[n.Remote.LayerDigest] != nil {
+			res.Unchecked++
 			continue
 		}
 		res.Files++
@@ -85,14 +107,18 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 	if len(res.Mismatches) > 0 {
 		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
 	}
+	if len(res.DamagedLayers) > 0 {
+		return res, fmt.Errorf("%d of %d layers damaged, first: %w", len(res.DamagedLayers), len(r.a.Storage.Layers), want.damaged[res.DamagedLayers[0]])
+	}
 	return res, nil
 }
 
 // replayed holds, per layer, the sha256 of every regular file entry and the
 // hard link entries, from a sequential read of the layer.
 type replayed struct {
-	files map[string]map[string][32]byte // layer digest -> clean path -> sha256
-	links map[string][]string            // clean path -> hard link targets, all layers
+	files   map[string]map[string][32]byte // layer digest -> clean path -> sha256
+	links   map[string][]string            // clean path -> hard link targets, all layers
+	damaged map[string]error               // layer digest -> why it could not be replayed
 }
 
 func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
@@ -115,34 +141,37 @@ func (w *replayed) content(n *common.ClipNode) ([32]byte, bool) {
 }
 
 func (r *Reader) replay(ctx context.Context) (*replayed, error) {
-	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}}
-	for _, d := range r.a.Storage.Layers {
-		if _, done := w.files[d]; done {
+	w := &replayed{files: map[string]map[string][32]byte{}, links: map[string][]string{}, damaged: map[string]error{}}
+	for i, d := range r.a.Storage.Layers {
+		if _, done := w.files[d]; done || w.damaged[d] != nil {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		files, err := replayLayer(r.blobs, d, w.links)
+		files, err := r.replayVerified(ctx, i+1, len(r.a.Storage.Layers), d, w.links)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			return nil, fmt.Errorf("replaying layer %s: %w", d, err)
+			w.damaged[d] = err
+			continue
 		}
 		w.files[d] = files
 	}
 	return w, nil
 }
 
-func replayLayer(b BlobOpener, d string, links map[string][]string) (map[string][32]byte, error) {
-	ra, size, err := b.OpenLayer(d)
-	if err != nil {
-		return nil, err
-	}
-	magic := make([]byte, layerz.SniffLen)
-	n, _ := ra.ReadAt(magic, 0)
-	comp, _ := layerz.Sniff(magic[:n])
+// replayLayer reads the layer blob from r (compressed by gzip, zstd or not
+// at all, told by its magic) and returns the sha256 of every regular file
+// by clean path, adding its hard links to links.
+func replayLayer(r io.Reader, links map[string][]string) (map[string][32]byte, error) {
+	br := bufio.NewReaderSize(r, layerz.SniffLen)
+	magic, _ := br.Peek(layerz.SniffLen)
+	comp, _ := layerz.Sniff(magic)
 	// layerz.NewReader caps zstd windows as tarindex does, so a hostile
 	// frame header cannot make the replay allocate more than indexing did.
-	rd, err := layerz.NewReader(io.NewSectionReader(ra, 0, size), comp)
+	rd, err := layerz.NewReader(br, comp)
 	if err != nil {
 		return nil, err
 	}

@@ -12,22 +12,21 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/beam-cloud/clip/pkg/common"
 
 	"github.com/ociclip/ociclip/archive/internal/detgob"
+	"github.com/ociclip/ociclip/internal/outfile"
 )
 
 // StorageTypeOCI is the storage type of metadata-only archives whose file
@@ -44,6 +43,9 @@ var (
 	// ErrSymlinkLoop: too many symbolic links while resolving a path (in
 	// the overlay merge, or when a reader resolves a path).
 	ErrSymlinkLoop = errors.New("too many levels of symbolic links")
+	// ErrNotRegularOutput: WriteFile refuses to replace a device node, FIFO
+	// or socket.
+	ErrNotRegularOutput = outfile.ErrNotRegular
 )
 
 // MaxSymlinks is how many symbolic links a path resolution follows, as
@@ -97,17 +99,19 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	}
 	copy(h.StartBytes[:], common.ClipFileStartBytes)
 	copy(h.StorageInfoType[:], StorageTypeOCI)
-	if err := binary.Write(w, binary.LittleEndian, &h); err != nil {
+	// The extension records the sha256 of what precedes it.
+	hw := newSumWriter(w)
+	if err := binary.Write(hw, binary.LittleEndian, &h); err != nil {
 		return err
 	}
-	if _, err := w.Write(index); err != nil {
+	if _, err := hw.Write(index); err != nil {
 		return err
 	}
-	if _, err := w.Write(storage); err != nil {
+	if _, err := hw.Write(storage); err != nil {
 		return err
 	}
 	if ext != nil {
-		b, err := ext.MarshalBinary()
+		b, err := ext.marshalSection(hw.sum())
 		if err != nil {
 			return err
 		}
@@ -118,73 +122,46 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	return nil
 }
 
-// CheckOutput tells early whether WriteFile could write path: path is not a
-// directory, and a temporary file can be created (and is removed at once) in
-// its directory. Errors are those WriteFile would return.
+// CheckOutput tells early whether WriteFile could write path: path (or
+// the final target of the symlinks at path) is a regular file or nothing,
+// and a temporary file can be created (and is removed at once) in its
+// directory. Errors are those WriteFile would return.
 func CheckOutput(path string) error {
-	f, err := createTemp(path)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	return os.Remove(f.Name())
-}
-
-// createTemp creates the temporary file WriteFile writes before renaming it
-// to path, after checking that path is not a directory.
-func createTemp(path string) (*os.File, error) {
-	if fi, statErr := os.Stat(path); statErr == nil && fi.IsDir() {
-		return nil, fmt.Errorf("output: %w", &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR})
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("creating output: %w", err)
-	}
-	return f, nil
+	return outfile.Check(path)
 }
 
 // WriteFile writes the archive to path atomically: the bytes go to a
 // temporary file in the same directory, which is synced and renamed over
 // path only when everything succeeded. On failure path is left as it was.
-// A path that is a directory fails with an error wrapping syscall.EISDIR,
-// a missing directory with one wrapping fs.ErrNotExist.
+// A symlink at path is followed and its target replaced; a replaced file
+// keeps its mode (and owner, where permitted); a new file gets 0666 less
+// the umask. A path that is a directory fails with an error wrapping
+// syscall.EISDIR, a device node, FIFO or socket with one wrapping
+// ErrNotRegularOutput, a missing directory with one wrapping
+// fs.ErrNotExist.
 func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (err error) {
-	f, err := createTemp(path)
+	f, err := outfile.Create(path)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			f.Abort()
 		}
 	}()
 	// Straight to the file: no second copy of the archive in memory.
-	fw := &fileWriter{f: f}
+	fw := &fileWriter{f: f.File}
 	bw := bufio.NewWriterSize(fw, 1<<20)
 	if err = Encode(bw, nodes, info, ext); err == nil {
 		err = bw.Flush()
 	}
 	if fw.err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, fw.err)
+		return fmt.Errorf("writing %s: %w", f.Name(), fw.err)
 	}
 	if err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp, path, err)
-	}
-	return nil
+	return f.Commit()
 }
 
 // fileWriter remembers the first error of writing the file, so that
@@ -268,7 +245,7 @@ func Decode(b []byte) (*Archive, error) {
 		end = h.StorageInfoPos + h.StorageInfoLength
 	}
 	if end < size {
-		ext, err := parseExtension(b[end:])
+		ext, err := parseExtension(b[end:], sha256.Sum256(b[:end]))
 		if err != nil {
 			return nil, err
 		}

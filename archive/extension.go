@@ -3,7 +3,6 @@ package archive
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding"
 	"encoding/binary"
 	"encoding/gob"
 	"fmt"
@@ -20,11 +19,14 @@ import (
 // never reads these bytes.
 var ExtensionMagic = [8]byte{'O', 'C', 'I', 'C', 'L', 'I', 'P', 'X'}
 
-// ExtensionVersion is the version of the extension section written.
-const ExtensionVersion uint32 = 1
+// ExtensionVersion is the version of the extension section written and
+// read. Version 2 added the sha256 of clip's sections (header, index and
+// storage info) to the section's header.
+const ExtensionVersion uint32 = 2
 
-// extensionHeaderLen is magic + version + payload length + sha256.
-const extensionHeaderLen = 8 + 4 + 8 + sha256.Size
+// extensionHeaderLen is magic + version + payload length + sha256 of the
+// payload + sha256 of clip's sections.
+const extensionHeaderLen = 8 + 4 + 8 + sha256.Size + sha256.Size
 
 // maxExtensionPayload bounds the decompressed payload a reader accepts.
 const maxExtensionPayload = 1 << 30
@@ -51,15 +53,15 @@ type LayerExtension struct {
 	ChunkCRCs []uint32
 }
 
-var _ encoding.BinaryMarshaler = (*Extension)(nil)
-
-// extensionPayload is Extension without its methods: gob (and detgob) would
-// otherwise encode an Extension by calling its MarshalBinary.
+// extensionPayload is the gob-encoded form of Extension, a distinct type so
+// that methods added to Extension never change how it is encoded.
 type extensionPayload Extension
 
-// MarshalBinary encodes the section: magic, version (uint32 LE), payload
-// length (uint64 LE), sha256 of the payload, payload (zstd of a gob stream).
-func (e *Extension) MarshalBinary() ([]byte, error) {
+// marshalSection encodes the section: magic, version (uint32 LE), payload
+// length (uint64 LE), sha256 of the payload, clipSum (the sha256 of every
+// byte before the section: clip's header, index and storage info), payload
+// (zstd of a gob stream).
+func (e *Extension) marshalSection(clipSum [sha256.Size]byte) ([]byte, error) {
 	// The payload is mostly the 32 KiB windows of the resume points: size
 	// the gob buffer for them up front instead of growing it many times.
 	hint := 4 << 10
@@ -90,14 +92,16 @@ func (e *Extension) MarshalBinary() ([]byte, error) {
 	h = append(h, ExtensionMagic[:]...)
 	h = binary.LittleEndian.AppendUint32(h, ExtensionVersion)
 	h = binary.LittleEndian.AppendUint64(h, uint64(len(payload)))
-	_ = append(h, sum[:]...)
+	h = append(h, sum[:]...)
+	_ = append(h, clipSum[:]...)
 	return out, nil
 }
 
-// parseExtension decodes the bytes after clip's sections. Bytes that do not
-// start with the extension magic are an error: ociclip writes nothing else
-// there.
-func parseExtension(b []byte) (*Extension, error) {
+// parseExtension decodes the bytes after clip's sections, whose sha256 is
+// clipSum. Bytes that do not start with the extension magic are an error:
+// ociclip writes nothing else there. A clipSum other than the one recorded
+// means clip's sections were changed.
+func parseExtension(b []byte, clipSum [sha256.Size]byte) (*Extension, error) {
 	if len(b) < extensionHeaderLen || !bytes.Equal(b[:8], ExtensionMagic[:]) {
 		return nil, fmt.Errorf("%w: %d unknown bytes after the storage info", ErrCorruptArchive, len(b))
 	}
@@ -109,8 +113,11 @@ func parseExtension(b []byte) (*Extension, error) {
 	if n != uint64(len(payload)) {
 		return nil, fmt.Errorf("%w: extension payload length %d, %d bytes present", ErrCorruptArchive, n, len(payload))
 	}
-	if sum := sha256.Sum256(payload); !bytes.Equal(sum[:], b[20:extensionHeaderLen]) {
+	if sum := sha256.Sum256(payload); !bytes.Equal(sum[:], b[20:20+sha256.Size]) {
 		return nil, fmt.Errorf("%w: extension checksum mismatch", ErrCorruptArchive)
+	}
+	if !bytes.Equal(clipSum[:], b[20+sha256.Size:extensionHeaderLen]) {
+		return nil, fmt.Errorf("%w: the sha256 of the header, index and storage info differs from the one recorded in the extension section", ErrCorruptArchive)
 	}
 	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxExtensionPayload))
 	if err != nil {

@@ -135,7 +135,7 @@ func MergeWithLimits(layers []LayerEntries, rootTime time.Time, lim MergeLimits)
 	}
 	for i := range layers {
 		if err := m.applyLayer(&layers[i]); err != nil {
-			return nil, MergeStats{}, fmt.Errorf("layer %d (%s): %w", i+1, layers[i].Digest, err)
+			return nil, MergeStats{}, fmt.Errorf("%s: %w", LayerName(i+1, len(layers), layers[i].Digest), err)
 		}
 	}
 	return m.finish(), m.stats, nil

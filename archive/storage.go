@@ -28,9 +28,10 @@ type StorageRef struct {
 // ParseStorageRef splits an image reference exactly as clip does (with
 // go-containerregistry's name package, which clip itself uses): "docker.io"
 // becomes "index.docker.io", single-name repositories get "library/", a
-// missing tag becomes "latest". clip a2a14fb cannot mount by digest, so when
-// a reference has both a tag and a digest the tag is stored; a digest-only
-// reference is stored as given and reported in the returned warning.
+// missing tag becomes "latest" (reported in the returned warning). clip
+// a2a14fb cannot mount by digest, so when a reference has both a tag and a
+// digest the tag is stored; a digest-only reference is stored as given and
+// reported in the returned warning.
 func ParseStorageRef(ref string) (StorageRef, string, error) {
 	if ref == "" {
 		return StorageRef{}, "", nil
@@ -53,6 +54,9 @@ func ParseStorageRef(ref string) (StorageRef, string, error) {
 			}
 		}
 		return s, fmt.Sprintf("storage reference %q names a digest: clip a2a14fb cannot mount digest references; give a tag", ref), nil
+	}
+	if name := ref[strings.LastIndex(ref, "/")+1:]; !strings.Contains(name, ":") {
+		return s, fmt.Sprintf("storage reference %q names no tag: a mount fetches :%s", ref, s.Reference), nil
 	}
 	return s, "", nil
 }

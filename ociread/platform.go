@@ -135,3 +135,18 @@ func matchRank(want, have v1.Platform) int {
 func isUnknownPlatform(p *v1.Platform) bool {
 	return p != nil && (p.OS == "unknown" || p.Architecture == "unknown")
 }
+
+// checkImagePlatform checks the platform of a single selected manifest's
+// config against an explicitly requested one (asked nil: no check). A
+// config that names no os or architecture cannot be checked and passes.
+func checkImagePlatform(img *Image, asked *v1.Platform, want v1.Platform, where string) (*Image, error) {
+	have := img.Config.Platform
+	if asked == nil || have.OS == "" && have.Architecture == "" {
+		return img, nil
+	}
+	if matchRank(want, have) == 0 {
+		return nil, fmt.Errorf("%w: %s was asked for, but %s (manifest %s) is %s",
+			ErrPlatformNotFound, FormatPlatform(want), where, img.ManifestDescriptor.Digest, FormatPlatform(have))
+	}
+	return img, nil
+}

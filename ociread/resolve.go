@@ -36,8 +36,10 @@ import (
 // several descriptors count as one image if they all carry the same ref name,
 // or all carry no ref name and a platform.
 //
-// When the selection is an image manifest, it is used as is: its platform is
-// not checked (it is recorded in Image.ManifestDescriptor). When it is an
+// When the selection is an image manifest, it is used as is, without a
+// Platform; with one, the config's os, architecture and variant must match
+// it (by the rules below), else the error wraps ErrPlatformNotFound and
+// names both. When it is an
 // image index (or several descriptors share the ref), indexes are followed
 // (depth-limited, cycle-checked) and the manifest for Platform is chosen.
 // Attestation manifests (platform unknown/unknown or a
@@ -117,7 +119,11 @@ func (l *Layout) Resolve(ctx context.Context, sel Select) (*Image, error) {
 		}
 		switch k {
 		case kindManifest:
-			return r.image(starts[0])
+			img, err := r.image(starts[0])
+			if err != nil {
+				return nil, err
+			}
+			return checkImagePlatform(img, sel.Platform, want, starts[0].where)
 		case kindUnknown:
 			return nil, fmt.Errorf("%w: %s: media type %q is neither an image manifest nor an image index",
 				ErrUnsupportedMediaType, starts[0].where, short(starts[0].desc.MediaType))

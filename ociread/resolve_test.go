@@ -147,8 +147,18 @@ func TestResolveSelection(t *testing.T) {
 			},
 		},
 		{
-			name: "single image selected by its ref with platform not checked",
-			sel:  Select{Ref: "latest", Platform: platPtr("linux/s390x")},
+			name:    "single image selected by its ref with another platform asked for",
+			sel:     Select{Ref: "latest", Platform: platPtr("linux/s390x")},
+			wantErr: ErrPlatformNotFound,
+			build: func(b *tlayout) expect {
+				m := b.image(img{platform: "linux/arm64/v8"})
+				b.add(m, "latest")
+				return expect{msg: []string{"linux/s390x", "linux/arm64/v8"}}
+			},
+		},
+		{
+			name: "single image selected by its ref with its platform asked for",
+			sel:  Select{Ref: "latest", Platform: platPtr("linux/arm64")},
 			build: func(b *tlayout) expect {
 				m := b.image(img{platform: "linux/arm64/v8"})
 				b.add(m, "latest")

@@ -98,3 +98,20 @@ func (v *verifier) Close() error {
 	}
 	return v.c.Close()
 }
+
+// VerifyReader streams r, the content of the blob desc describes, and fails
+// a read with ErrSizeMismatch or ErrDigestMismatch (naming where) when it
+// is not that blob. For blobs that do not come from a Layout (whose
+// OpenBlob verifies the same way).
+func VerifyReader(r io.Reader, desc v1.Descriptor, where string) io.ReadCloser {
+	if err := checkDigest(desc.Digest); err != nil {
+		return errReadCloser{fmt.Errorf("%s: %w", where, err)}
+	}
+	return newVerifier(r, desc, where, false)
+}
+
+// errReadCloser fails every read with err.
+type errReadCloser struct{ err error }
+
+func (e errReadCloser) Read([]byte) (int, error) { return 0, e.err }
+func (e errReadCloser) Close() error             { return nil }

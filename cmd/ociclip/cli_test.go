@@ -23,7 +23,10 @@ import (
 // OCICLIP_TEST_MAIN=1 it executes run on its arguments and exits.
 func TestMain(m *testing.M) {
 	if os.Getenv("OCICLIP_TEST_MAIN") == "1" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		ctx, stop := signalContext(context.Background())
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -52,7 +55,7 @@ const (
 	l2 = `layer 2/3 sha256:6f7078209b61`
 	l3 = `layer 3/3 sha256:42906f85684d`
 	// done: bytes, seconds, MB/s, uncompressed, entries.
-	doneRe = `: done, %s in \d+\.\d\ds \(\d+\.\d MB/s\), %s uncompressed, %d entries`
+	doneRe = `: done, %s in \d+\.\d\ds \(\d+\.\d [kMG]B/s\), %s uncompressed, %d entries`
 )
 
 // Without a terminal, progress is one line per layer start and finish; with
@@ -75,7 +78,7 @@ func TestIndexProgressLines(t *testing.T) {
 		l3+fmt.Sprintf(doneRe, `470 B`, `10\.0 KiB`, 15),
 	)
 	matchLines(t, "cold stdout", stdout,
-		`wrote `+regexp.QuoteMeta(out)+`: 3 layers \(0 cached\), 43 nodes \(18 files, 20 dirs, 5 symlinks, 3 hard links\), 2\.0 MiB uncompressed in \d+\.\d\ds \(\d+ MB/s\)`,
+		`wrote `+regexp.QuoteMeta(out)+`: 3 layers \(0 cached\), 43 nodes \(18 files, 20 dirs, 5 symlinks, 3 hard links\), 2\.0 MiB uncompressed in \d+\.\d\ds \(\d+\.\d [kMG]B/s\)`,
 		`manifest sha256:cccc85d885b0f4f7baba887dc2e0684c75c43a2a280f2b639b6bd1710da82cb9`)
 	cold, _ := os.ReadFile(out)
 
@@ -352,12 +355,14 @@ func TestDiff(t *testing.T) {
 		attrs[c.Path] = strings.Join(names, ",")
 	}
 	want := map[string]string{
-		"/etc/passwd":      "size,data",
-		"/etc/mode":        "mode,data",
-		"/etc/owner":       "owner,data",
-		"/etc/time":        "mtime,data",
-		"/etc/link":        "size,target",
-		"/etc/becomes-dir": "type,mode,size,nlink,data",
+		// Inodes derive from the layer digest, which differs.
+		"/etc":             "Attr.Ino",
+		"/etc/passwd":      "size,data,Attr.Ino",
+		"/etc/mode":        "mode,data,Attr.Ino",
+		"/etc/owner":       "owner,data,Attr.Ino",
+		"/etc/time":        "mtime,data,Attr.Ino",
+		"/etc/link":        "size,target,Attr.Ino",
+		"/etc/becomes-dir": "type,mode,size,nlink,data,Attr.Ino,Attr.Blocks",
 	}
 	for p, w := range want {
 		if attrs[p] != w {
@@ -380,8 +385,8 @@ func TestDiff(t *testing.T) {
 	}
 
 	code, stdout, _ = runCLI(t, "diff", a, b)
-	for _, line := range []string{"+ /etc/new", "- /etc/gone", "~ /etc/owner: owner 0:0 -> 1000:100, data sha256:", "~ /etc/link: size 6 -> 4, target passwd -> mode\n",
-		"~ /etc/time: mtime 2024-01-02T03:04:05Z -> 2024-01-02T03:05:35Z", "paths added, 1 removed, 6 changed"} {
+	for _, line := range []string{"+ /etc/new", "- /etc/gone", "~ /etc/owner: owner 0:0 -> 1000:100, data sha256:", "~ /etc/link: size 6 -> 4, target passwd -> mode, Attr.Ino ",
+		"~ /etc/time: mtime 2024-01-02T03:04:05Z -> 2024-01-02T03:05:35Z", "paths added, 1 removed, 7 changed"} {
 		if code != 1 || !strings.Contains(stdout, line) {
 			t.Errorf("text diff lacks %q:\n%s", line, stdout)
 		}
@@ -409,7 +414,7 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(stdout, "ociclip (devel)\n") ||
 		!strings.Contains(stdout, "clip:           github.com/beam-cloud/clip v0.0.0-20260126181811-a2a14fb37f70\n") ||
 		!strings.Contains(stdout, "go:             "+v.GoVersion) ||
-		!strings.Contains(stdout, "clip v2 (header version 1), ociclip extension section version 1") {
+		!strings.Contains(stdout, fmt.Sprintf("clip v2 (header version %d), ociclip extension section version %d", v.ClipFormatVersion, v.ExtensionVersion)) {
 		t.Errorf("version: %d\n%s", code, stdout)
 	}
 	code, stdout, _ = runCLI(t, "version", "--json")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,8 +24,10 @@ const diffUsage = `Usage: ociclip diff A.clip B.clip [--json]
 Compare two clip archives node by node: paths added (only in B), removed (only
 in A) and changed, with the attributes that changed: type, mode, owner, size,
 mtime, nlink, target (of a symlink) and data (layer digest, offset and length
-of a file's bytes). Also compares the image: manifest digest, registry
-reference and layer list.
+of a file's bytes), then any other field clip reads, by its Go name (such as
+Attr.Ino). Also compares the image: manifest digest, registry reference,
+layer list, checkpoints, resume points, then every other field of the
+storage info (such as ImageMetadata.Name, ImageMetadata.Created).
 
 Exit status: 0 when the archives describe the same image, 1 when they differ,
 2 on an error (as diff(1)).
@@ -54,7 +58,7 @@ type diffOutput struct {
 }
 
 func runDiff(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("diff", diffUsage, stderr)
+	fs := newFlagSet("diff", diffUsage, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -64,7 +68,6 @@ func runDiff(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	if len(pos) != 2 {
-		fs.Usage()
 		return &exitError{code: 2, err: fmt.Errorf("%w: want A.clip B.clip, got %d arguments", errUsage, len(pos))}
 	}
 	a, err := archive.ReadFile(pos[0])
@@ -117,6 +120,9 @@ func diffArchives(a, b *archive.Archive) diffOutput {
 	imageAttr("layers", strings.Join(a.Storage.Layers, ","), strings.Join(b.Storage.Layers, ","))
 	imageAttr("checkpoints", checkpoints(a), checkpoints(b))
 	imageAttr("resumePoints", resumePoints(a), resumePoints(b))
+	imageAttr("storageType", a.StorageType, b.StorageType)
+	// Every other field clip reads, by its name in clip's types.
+	fieldDiffs(&a.Storage, &b.Storage, imageNamed, func(p, x, y string) { d.Image = append(d.Image, attrChange{p, x, y}) })
 
 	// Nodes are stored sorted by path; walk both in step.
 	an, bn := sortedNodes(a.Nodes), sortedNodes(b.Nodes)
@@ -141,8 +147,17 @@ func diffArchives(a, b *archive.Archive) diffOutput {
 	return d
 }
 
+// imageNamed are the fields of the storage info that diffArchives compares
+// under names of its own (manifest, reference, layers, checkpoints).
+var imageNamed = skipSet("ImageMetadata.Digest", "RegistryURL", "Repository", "Reference", "Layers", "GzipIdxByLayer", "ZstdIdxByLayer")
+
+// nodeNamed are the fields of a node that diffNode compares under names of
+// its own; Path is what nodes are matched by.
+var nodeNamed = skipSet("Path", "NodeType", "Attr.Mode", "Attr.Owner", "Attr.Size", "Attr.Mtime", "Attr.Mtimensec", "Attr.Nlink", "Target", "Remote")
+
 // checkpoints lists, per layer, clip's gzip checkpoints and zstd frames
-// (count and last uncompressed offset: a change of spacing shows).
+// (count and last uncompressed offset: a change of spacing shows), then
+// a short sha256 of both indexes, so that any other change shows too.
 func checkpoints(a *archive.Archive) string {
 	var s []string
 	for _, l := range a.Storage.Layers {
@@ -155,7 +170,12 @@ func checkpoints(a *archive.Archive) string {
 		}
 		s = append(s, fmt.Sprintf("%d@%d", n, last))
 	}
-	return strings.Join(s, ",")
+	idx, err := json.Marshal([]any{a.Storage.GzipIdxByLayer, a.Storage.ZstdIdxByLayer})
+	if err != nil {
+		return strings.Join(s, ",")
+	}
+	sum := sha256.Sum256(idx)
+	return strings.Join(s, ",") + " " + hex.EncodeToString(sum[:6])
 }
 
 // resumePoints lists the number of ociclip's resume points per layer, or
@@ -196,6 +216,7 @@ func diffNode(x, y *common.ClipNode) []attrChange {
 	add("nlink", strconv.FormatUint(uint64(x.Attr.Nlink), 10), strconv.FormatUint(uint64(y.Attr.Nlink), 10))
 	add("target", x.Target, y.Target)
 	add("data", dataLocation(x), dataLocation(y))
+	fieldDiffs(x, y, nodeNamed, add)
 	return ch
 }
 

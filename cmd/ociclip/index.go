@@ -15,6 +15,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/archive"
 	"github.com/ociclip/ociclip/limits"
 	"github.com/ociclip/ociclip/ociread"
 	"github.com/ociclip/ociclip/tarindex"
@@ -36,6 +37,11 @@ SOURCE uses skopeo's transport syntax:
   DIR                        a plain layout directory; select with --ref
 
 The output is written atomically: on any failure OUT.clip is left as it was.
+A symlink is followed and its target replaced, in the target's directory; a
+device node, FIFO or socket is refused. "-o -" (or /dev/stdout) streams the
+archive to stdout instead, not atomically, and prints the summary on stderr.
+A new file gets mode 0666 less the umask; a replaced file keeps its mode and,
+where permitted, its owner.
 Without --storage-ref the archive records no registry, and clip cannot mount it.
 
 With --cache-dir, each layer's index is kept in DIR keyed by the layer digest
@@ -108,13 +114,12 @@ type indexSummary struct {
 }
 
 func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, f := newIndexFlags(stderr)
+	fs, f := newIndexFlags(stdout)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: want exactly one SOURCE, got %d arguments", errUsage, len(pos))
 	}
 	level, err := f.logLevel(fs)
@@ -129,12 +134,15 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts.Logger = slog.New(newLogHandler(logs, level))
 	rep := newReporter(f.progress, stderr, logs)
 	opts.LayerProgress = rep.layer
+	dest := outputFor(f.out, stdout, stderr)
+	opts.OutputPath, opts.Output = dest.path, dest.stream
 	res, err := ociclip.CreateFromOCILayout(ctx, opts)
 	rep.finish(err)
 	if err != nil {
-		return withLimitHint(err)
+		return withOutputHint(withLimitHint(err))
 	}
-	return printIndexSummary(stdout, res, f.json, f.cacheDir != "")
+	res.OutputPath = dest.name
+	return writeIndexResult(dest.summary, res, f.json, f.cacheDir != "")
 }
 
 // indexFlags are the flags of the index command.
@@ -146,8 +154,9 @@ type indexFlags struct {
 	maxUncompressed, maxJSON                                  sizeFlag
 }
 
-func newIndexFlags(stderr io.Writer) (*flag.FlagSet, *indexFlags) {
-	fs := newFlagSet("index", indexUsage, stderr)
+// newIndexFlags returns the flag set of index, whose help goes to w.
+func newIndexFlags(w io.Writer) (*flag.FlagSet, *indexFlags) {
+	fs := newFlagSet("index", indexUsage, w)
 	f := &indexFlags{}
 	fs.StringVar(&f.out, "o", "", "output `FILE` (.clip); required")
 	fs.StringVar(&f.out, "output", "", "same as -o")
@@ -208,7 +217,7 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 	for _, l := range []struct {
 		name string
 		v    int64
-	}{{"max-entries", int64(f.maxEntries)}, {"max-nodes", int64(f.maxNodes)}, {"max-path-len", int64(f.maxPathLen)}, {"max-index-depth", int64(f.maxDepth)}} {
+	}{{"jobs", int64(f.jobs)}, {"max-entries", int64(f.maxEntries)}, {"max-nodes", int64(f.maxNodes)}, {"max-path-len", int64(f.maxPathLen)}, {"max-index-depth", int64(f.maxDepth)}} {
 		if l.v < 0 {
 			return ociclip.Options{}, fmt.Errorf("%w: --%s must not be negative, got %d", errUsage, l.name, l.v)
 		}
@@ -216,6 +225,9 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 	src, err := parseSource(s, f.ref)
 	if err != nil {
 		return ociclip.Options{}, err
+	}
+	if _, _, err := archive.ParseStorageRef(f.storageRef); err != nil {
+		return ociclip.Options{}, fmt.Errorf("%w: --storage-ref: %v", errUsage, err)
 	}
 	var plat *v1.Platform
 	if f.platform != "" {
@@ -250,10 +262,10 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 	return opts, nil
 }
 
-// printIndexSummary prints the result on stdout, as text or JSON.
-func printIndexSummary(stdout io.Writer, res *ociclip.Result, asJSON, cached bool) error {
+// writeIndexResult prints the result on w, as text or JSON.
+func writeIndexResult(w io.Writer, res *ociclip.Result, asJSON, cached bool) error {
 	if asJSON {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(indexSummary{
 			Output: res.OutputPath, ManifestDigest: res.ManifestDigest, RefName: res.RefName,
@@ -265,18 +277,8 @@ func printIndexSummary(stdout io.Writer, res *ociclip.Result, asJSON, cached boo
 			Seconds: res.Duration.Seconds(), Warnings: res.Warnings,
 		})
 	}
-	layers := fmt.Sprintf("%d layers", res.Layers)
-	if cached {
-		layers += fmt.Sprintf(" (%d cached)", res.CachedLayers)
-	}
-	rate := ""
-	if s := res.Duration.Seconds(); s > 0 && res.CachedLayers == 0 {
-		rate = fmt.Sprintf(" (%.0f MB/s)", float64(res.UncompressedBytes)/1e6/s)
-	}
-	fmt.Fprintf(stdout, "wrote %s: %s, %d nodes (%d files, %d dirs, %d symlinks, %d hard links), %s uncompressed in %.2fs%s\n",
-		res.OutputPath, layers, res.Nodes, res.Files, res.Dirs, res.Symlinks, res.HardLinks,
-		humanBytes(res.UncompressedBytes), res.Duration.Seconds(), rate)
-	fmt.Fprintf(stdout, "manifest %s\n", res.ManifestDigest)
+	printIndexSummary(w, res, cached)
+	fmt.Fprintf(w, "manifest %s\n", res.ManifestDigest)
 	return nil
 }
 

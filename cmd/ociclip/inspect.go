@@ -54,20 +54,19 @@ type inspectOutput struct {
 	Files       int                   `json:"files"`
 	Dirs        int                   `json:"dirs"`
 	Symlinks    int                   `json:"symlinks"`
-	FileBytes   int64                 `json:"fileBytes"`
+	FileBytes   int64                 `json:"fileBytes"` // hard-linked files counted once
 	Extension   bool                  `json:"extension"`
 	Image       *common.ImageMetadata `json:"image,omitempty"`
 }
 
 func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("inspect", inspectUsage, stderr)
+	fs := newFlagSet("inspect", inspectUsage, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: want exactly one archive, got %d arguments", errUsage, len(pos))
 	}
 	a, err := archive.ReadFile(pos[0])
@@ -82,11 +81,11 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		RegistryURL: a.Storage.RegistryURL, Repository: a.Storage.Repository, Reference: a.Storage.Reference,
 		Image: a.Storage.ImageMetadata,
 	}
+	o.FileBytes = fileBytes(a.Nodes)
 	for _, n := range a.Nodes {
 		switch n.NodeType {
 		case common.FileNode:
 			o.Files++
-			o.FileBytes += int64(n.Attr.Size)
 		case common.DirNode:
 			o.Dirs++
 		case common.SymLinkNode:
@@ -130,7 +129,11 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(tw, "nodes:\t%d (%d files, %d dirs, %d symlinks), %s of file data\n", o.Nodes, o.Files, o.Dirs, o.Symlinks, humanBytes(o.FileBytes))
 	fmt.Fprintf(tw, "extension:\t%v\n", o.Extension)
 	if md := o.Image; md != nil {
-		fmt.Fprintf(tw, "image:\t%s\n", md.Name)
+		name := md.Name
+		if name == "" {
+			name = "(none: indexed without --storage-ref)"
+		}
+		fmt.Fprintf(tw, "image:\t%s\n", name)
 		fmt.Fprintf(tw, "manifest:\t%s\n", md.Digest)
 		plat := md.Os + "/" + md.Architecture
 		if md.Variant != "" {
@@ -166,6 +169,26 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	return tw.Flush()
 }
 
+// fileBytes is the file data of the image: the size of every regular file,
+// counting hard-linked files (nodes sharing an inode) once.
+func fileBytes(nodes []*common.ClipNode) int64 {
+	var total int64
+	seen := map[uint64]bool{}
+	for _, n := range nodes {
+		if n.NodeType != common.FileNode {
+			continue
+		}
+		if n.Attr.Nlink > 1 {
+			if seen[n.Attr.Ino] {
+				continue
+			}
+			seen[n.Attr.Ino] = true
+		}
+		total += int64(n.Attr.Size)
+	}
+	return total
+}
+
 const lsUsage = `Usage: ociclip ls OUT.clip [PATH] [-l] [-R]
 
 List the entries of directory PATH (default /) in a clip archive, or PATH
@@ -174,7 +197,7 @@ symlink targets and where the data lives (layer@offset).
 `
 
 func runLs(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ls", lsUsage, stderr)
+	fs := newFlagSet("ls", lsUsage, stdout)
 	long := fs.Bool("l", false, "long listing")
 	recursive := fs.Bool("R", false, "list subdirectories recursively")
 	pos, err := parseArgs(fs, args)
@@ -182,7 +205,6 @@ func runLs(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
 		return fmt.Errorf("%w: want OUT.clip [PATH]", errUsage)
 	}
 	a, err := archive.ReadFile(pos[0])

@@ -1,16 +1,18 @@
 // Command ociclip turns a local OCI image layout into beam-cloud/clip v2
 // metadata and inspects the result.
 //
-//	ociclip index oci:DIR[:REF] -o OUT.clip [--storage-ref REF] [--platform os/arch[/variant]]
-//	                            [--cache-dir DIR] [--progress MODE] [--log-level LEVEL] [--json] [-q]
+//	ociclip index SOURCE -o|--output OUT.clip|- [--ref REF] [--storage-ref REF] [--platform os/arch[/variant]]
+//	                     [--cache-dir DIR] [--progress MODE] [--log-level LEVEL] [--json] [-q] [limits]
 //	ociclip inspect OUT.clip [--json]
 //	ociclip ls OUT.clip [PATH] [-l] [-R]
-//	ociclip cat OUT.clip PATH --layout oci:DIR
+//	ociclip cat OUT.clip PATH --layout oci:DIR [--offset N] [--length N] [-o FILE]
 //	ociclip verify OUT.clip --layout oci:DIR
 //	ociclip diff A.clip B.clip [--json]
 //	ociclip version [--json]
 //
-// Run `ociclip help` or `ociclip COMMAND --help` for details.
+// Run `ociclip help`, `ociclip help COMMAND` or `ociclip COMMAND --help` for
+// details. Exit status: 0 success, 1 failure, 2 usage error (diff: 1 when
+// the archives differ), 130 on SIGINT and 143 on SIGTERM.
 package main
 
 import (
@@ -20,8 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
+	"strings"
 )
 
 // errUsage marks errors that are the caller's words being off (exit 2).
@@ -44,7 +45,7 @@ func (e *exitError) Error() string {
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -81,8 +82,13 @@ Commands:
 `
 
 // run executes the command line and returns the exit code: 0 on success, 1
-// on failure, 2 on a usage error.
+// on failure, 2 on a usage error, 128 + the signal's number when a SIGINT or
+// SIGTERM (see signalContext) stopped the command.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 2 && args[0] == "help" {
+		// "ociclip help COMMAND" is "ociclip COMMAND --help".
+		args = []string{args[1], "--help"}
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		w := stdout
 		if len(args) == 0 {
@@ -103,6 +109,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
+		if code, ok := interrupted(ctx, err, stderr, c.name); ok {
+			return code
+		}
 		var ee *exitError
 		switch {
 		case err == nil:
@@ -113,13 +122,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			switch {
 			case ee.err == nil:
 			case errors.Is(ee.err, errUsage):
-				fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, ee.err)
+				usageError(stderr, c.name, ee.err)
 			default:
 				fmt.Fprintf(stderr, "ociclip %s: error: %v\n", c.name, oneLine(ee.err))
 			}
 			return ee.code
 		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "ociclip %s: %v\n", c.name, err)
+			usageError(stderr, c.name, err)
 			return 2
 		default:
 			fmt.Fprintf(stderr, "ociclip %s: error: %v\n", c.name, oneLine(err))
@@ -128,6 +137,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "ociclip: unknown command %q (run 'ociclip help')\n", args[0])
 	return 2
+}
+
+// usageError prints a usage error: one line naming the problem and where
+// the command's help is.
+func usageError(w io.Writer, cmd string, err error) {
+	msg := strings.TrimPrefix(oneLine(err), errUsage.Error()+": ")
+	fmt.Fprintf(w, "ociclip %s: %s; see 'ociclip %s --help'\n", cmd, msg, cmd)
 }
 
 // oneLine keeps an error message on one line.
@@ -142,12 +158,19 @@ func oneLine(err error) string {
 }
 
 // parseArgs parses flags that may stand before, between or after the
-// positional arguments, and returns the positional arguments.
+// positional arguments, and returns the positional arguments. -h and --help
+// print the flag set's help (on stdout, see newFlagSet) and return
+// flag.ErrHelp; a bad flag returns an errUsage error of one line.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	// flag calls Usage on every parse error too: help only for -h.
+	help := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = help }()
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				help()
 				return nil, err
 			}
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
@@ -164,15 +187,17 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// newFlagSet returns a flag set whose errors and help go to stderr, with a
-// usage text.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+// newFlagSet returns a flag set whose help (its Usage: the usage text and
+// the flags) goes to stdout; parse errors are returned, not printed.
+func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fmt.Fprintln(stderr, "\nOptions:")
+		fmt.Fprint(stdout, usage)
+		fmt.Fprintln(stdout, "\nOptions:")
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return fs
 }

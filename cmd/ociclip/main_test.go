@@ -155,9 +155,9 @@ func TestHelp(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "index") || !strings.Contains(stdout, "inspect") {
 		t.Errorf("help: %d %s", code, stdout)
 	}
-	code, _, stderr := runCLI(t, "index", "--help")
-	if code != 0 || !strings.Contains(stderr, "oci:DIR[:REF]") || !strings.Contains(stderr, "--storage-ref") {
-		t.Errorf("index --help: %d %s", code, stderr)
+	code, stdout, _ = runCLI(t, "index", "--help")
+	if code != 0 || !strings.Contains(stdout, "oci:DIR[:REF]") || !strings.Contains(stdout, "--storage-ref") {
+		t.Errorf("index --help: %d %s", code, stdout)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/archive"
 )
 
 // Progress display modes of --progress.
@@ -25,13 +26,15 @@ const (
 	progressNone  = "none"  // nothing
 )
 
-// isTerminal reports whether w is a terminal that can show progress bars.
+// isTerminal reports whether w is a terminal that can show progress bars:
+// not TERM=dumb, and with a known width (a pty nobody sized, 0x0, cannot
+// lay out bars: lines then).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok || os.Getenv("TERM") == "dumb" {
+	if !ok || os.Getenv("TERM") == "dumb" || !isatty.IsTerminal(f.Fd()) {
 		return false
 	}
-	return isatty.IsTerminal(f.Fd())
+	return terminalWidth(f) > 0
 }
 
 // reporter shows layer progress on stderr and owns stderr while it runs:
@@ -95,7 +98,7 @@ type lineReporter struct {
 }
 
 func (r *lineReporter) layer(p ociclip.LayerProgress) {
-	name := fmt.Sprintf("layer %d/%d %s", p.LayerIndex, p.TotalLayers, shortDigest(p.LayerDigest))
+	name := archive.LayerName(p.LayerIndex, p.TotalLayers, shortDigest(p.LayerDigest))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -103,12 +106,12 @@ func (r *lineReporter) layer(p ociclip.LayerProgress) {
 		r.start[p.LayerIndex] = time.Now()
 		fmt.Fprintf(r.w, "%s: indexing %s\n", name, humanBytes(p.CompressedTotal))
 	case p.Stage == ociclip.StageCompleted && p.Cached:
-		fmt.Fprintf(r.w, "%s: cached, %d entries\n", name, p.Entries)
+		fmt.Fprintf(r.w, "%s: cached, %s\n", name, plural(p.Entries, "entry", "entries"))
 	case p.Stage == ociclip.StageCompleted:
 		d := time.Since(r.start[p.LayerIndex])
-		fmt.Fprintf(r.w, "%s: done, %s in %.2fs (%.1f MB/s), %s uncompressed, %d entries\n",
-			name, humanBytes(p.CompressedRead), d.Seconds(), float64(p.CompressedRead)/1e6/max(d.Seconds(), 1e-6),
-			humanBytes(p.UncompressedRead), p.Entries)
+		fmt.Fprintf(r.w, "%s: done, %s in %.2fs (%s), %s uncompressed, %s\n",
+			name, humanBytes(p.CompressedRead), d.Seconds(), rate(p.CompressedRead, max(d, time.Microsecond)),
+			humanBytes(p.UncompressedRead), plural(p.Entries, "entry", "entries"))
 	}
 }
 
@@ -175,7 +178,7 @@ func (r *barReporter) get(p ociclip.LayerProgress) *layerBar {
 		defer lb.mu.Unlock()
 		return lb.done
 	}
-	name := fmt.Sprintf("layer %d/%d %s", p.LayerIndex, p.TotalLayers, shortDigest(p.LayerDigest))
+	name := archive.LayerName(p.LayerIndex, p.TotalLayers, shortDigest(p.LayerDigest))
 	lb.bar = r.p.New(p.CompressedTotal,
 		mpb.BarStyle().Lbound("[").Rbound("]"),
 		mpb.BarWidth(40),
@@ -215,9 +218,9 @@ func (r *barReporter) layer(p ociclip.LayerProgress) {
 		lb := r.get(p)
 		lb.mu.Lock()
 		if p.Cached {
-			lb.done = fmt.Sprintf("cached (%s, %d entries)", humanBytes(p.CompressedTotal), p.Entries)
+			lb.done = fmt.Sprintf("cached (%s, %s)", humanBytes(p.CompressedTotal), plural(p.Entries, "entry", "entries"))
 		} else {
-			lb.done = fmt.Sprintf("done (%s, %d entries)", humanBytes(p.CompressedRead), p.Entries)
+			lb.done = fmt.Sprintf("done (%s, %s)", humanBytes(p.CompressedRead), plural(p.Entries, "entry", "entries"))
 		}
 		lb.mu.Unlock()
 		lb.bar.SetTotal(p.CompressedRead, true)

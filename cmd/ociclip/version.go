@@ -18,14 +18,13 @@ formats it writes.
 `
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", versionUsage, stderr)
+	fs := newFlagSet("version", versionUsage, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		fs.Usage()
 		return fmt.Errorf("%w: version takes no arguments", errUsage)
 	}
 	v := ociclip.Version()
