@@ -124,8 +124,7 @@ func Create(path string) (*File, error) {
 	if existing != nil {
 		perm = 0o600
 	}
-	d, base := dir(target), target[len(dir(target)):]
-	base = strings.TrimPrefix(base, "/")
+	d, base := dir(target), target[strings.LastIndexByte(target, '/')+1:]
 	for range 10000 {
 		name := d + "/." + base + ".tmp-" + strconv.FormatUint(rand.Uint64(), 36)
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)

@@ -214,6 +214,22 @@ func TestModeAndOwner(t *testing.T) {
 	}
 	onlyFiles(t, dir, "fresh", "private")
 
+	// A bare relative name: written in the working directory.
+	t.Chdir(dir)
+	if err := write("bare", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("bare", "rel-link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := write("rel-link", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bare")); err != nil || string(b) != "c" {
+		t.Errorf("bare name: %q %v", b, err)
+	}
+	onlyFiles(t, dir, "bare", "fresh", "private", "rel-link")
+
 	if err := write(filepath.Join(dir, "missing", "x"), "x"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing directory: %v, want ErrNotExist", err)
 	}
