@@ -34,6 +34,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -51,9 +52,9 @@ var ErrDiffIDMismatch = errors.New("layer DiffID does not match the config")
 // ErrOptions: the options are incomplete or contradictory.
 var ErrOptions = errors.New("invalid options")
 
-// Progress reports indexing progress. It has the same fields, in the same
-// order and of the same types, as clip's OCIIndexProgress, so an image
-// service converts with clip.OCIIndexProgress(p).
+// Progress reports indexing progress. Its first six fields are clip
+// a2a14fb's OCIIndexProgress (same names, order and types; Progress.Clip
+// converts); the others are the byte-level fields of newer clip versions.
 //
 // Every layer gets a "starting" and then a "completed" event; the completed
 // event of a layer taken from the cache has Message MessageCached.
@@ -64,6 +65,18 @@ type Progress struct {
 	Stage        string // StageStarting or StageCompleted
 	FilesIndexed int    // tar entries indexed so far, over all layers ("completed" only)
 	Message      string // human-readable; MessageCached for a layer taken from the cache
+
+	// BytesProcessed is how many compressed bytes of the image's layers
+	// were read so far, over all layers (a layer taken from the cache
+	// counts whole once completed); BytesTotal is the sum of the layers'
+	// descriptor sizes.
+	BytesProcessed, BytesTotal int64
+	// CompletedLayers counts the layers completed so far, this one included
+	// in its "completed" event.
+	CompletedLayers int
+	// Source is where the layer's index came from ("completed" only):
+	// SourceLocalLayout or SourceIndexCache.
+	Source string
 }
 
 // Stages of Progress and LayerProgress events.
@@ -416,9 +429,15 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 		workers = n
 	}
 	var (
-		mu      sync.Mutex
-		entries int
+		mu        sync.Mutex
+		entries   int
+		completed int
+		read      atomic.Int64 // compressed bytes read over all layers
+		total     int64
 	)
+	for _, l := range img.Layers {
+		total += l.Size
+	}
 	progress := func(p Progress) {
 		if opts.ProgressChan == nil {
 			return
@@ -444,7 +463,8 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 					}
 				}
 				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageStarting,
-					Message: fmt.Sprintf("Processing layer %d/%d", i+1, n)})
+					Message: fmt.Sprintf("Processing layer %d/%d", i+1, n), BytesProcessed: read.Load(), BytesTotal: total})
+				var layerRead int64 // this layer's share of read
 				lr, err := indexLayer(ctx, layout, desc, img.DiffIDs[i].String(), tarindex.Options{
 					MediaType:     desc.MediaType,
 					CheckpointMiB: opts.CheckpointMiB,
@@ -455,6 +475,8 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 						MaxUncompressedBytes: opts.Limits.MaxUncompressedBytes,
 					},
 					Progress: func(p tarindex.Progress) {
+						read.Add(p.CompressedBytes - layerRead)
+						layerRead = p.CompressedBytes
 						lp(LayerProgress{Stage: StageIndexing, CompressedRead: p.CompressedBytes, UncompressedRead: p.UncompressedBytes, Entries: p.Entries})
 					},
 				}, cache, log.With("layer", i+1, "digest", d), lp)
@@ -464,16 +486,20 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 					continue
 				}
 				results[i] = lr
+				read.Add(lr.CompressedSize - layerRead)
 				mu.Lock()
 				entries += len(lr.Entries)
-				total := entries
+				completed++
+				files, done := entries, completed
 				mu.Unlock()
-				msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, total)
+				msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, files)
+				source := SourceLocalLayout
 				if lr.cached {
-					msg = MessageCached
+					msg, source = MessageCached, SourceIndexCache
 				}
 				lp(LayerProgress{Stage: StageCompleted, Cached: lr.cached, CompressedRead: lr.CompressedSize, UncompressedRead: lr.UncompressedSize, Entries: len(lr.Entries)})
-				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: total, Message: msg})
+				progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: files, Message: msg,
+					BytesProcessed: read.Load(), BytesTotal: total, CompletedLayers: done, Source: source})
 			}
 		}()
 	}

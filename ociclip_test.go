@@ -34,9 +34,6 @@ import (
 	"github.com/ociclip/ociclip/ociread"
 )
 
-// The progress type converts to clip's with one conversion.
-var _ = clip.OCIIndexProgress(ociclip.Progress{})
-
 const busyboxStorageRef = "docker.io/library/busybox:1.35"
 
 // index runs CreateFromOCILayout on a testdata layout and decodes the result
