@@ -159,6 +159,12 @@ type Options struct {
 	// Whoever can write the directory can make ociclip record wrong
 	// offsets: keep it as private as the output.
 	CacheDir string
+	// Cache, when set instead of CacheDir, is the layer cache to use, such
+	// as a layercache.Blob shared by a fleet of workers (same keys, same
+	// verification as CacheDir). A cache that fails or does not answer
+	// within its timeout never fails the run: the first such failure is a
+	// warning and the run goes on without the cache (see cacheGuard).
+	Cache layercache.Store
 	// Concurrency bounds how many layers are indexed at once (default GOMAXPROCS).
 	Concurrency int
 	// Limits bound what hostile input can make ociclip do.
@@ -197,7 +203,7 @@ type Result struct {
 	ManifestDigest    string
 	RefName           string
 	Layers            int
-	CachedLayers      int // layers whose pass came from Options.CacheDir
+	CachedLayers      int // layers whose pass came from the layer cache (Options.CacheDir or Cache)
 	Nodes             int // nodes in the archive, root included
 	Files             int
 	Dirs              int
@@ -259,11 +265,9 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err := archive.CheckOutput(opts.OutputPath); err != nil {
 		return nil, err
 	}
-	var cache *layercache.Cache
-	if opts.CacheDir != "" {
-		if cache, err = layercache.Open(opts.CacheDir); err != nil {
-			return nil, err
-		}
+	cache, err := openCache(opts)
+	if err != nil {
+		return nil, err
 	}
 
 	layout, err := ociread.OpenSource(src, ociread.OpenOptions{Limits: ociread.Limits{
@@ -415,7 +419,7 @@ type layerResult struct {
 // indexLayers runs the per-layer pass over all layers, concurrently up to
 // opts.Concurrency, taking results from the cache when one is given, and
 // checks each DiffID against the config.
-func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Image, opts Options, cache *layercache.Cache, log *slog.Logger) ([]*layerResult, error) {
+func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Image, opts Options, cache layercache.Store, log *slog.Logger) ([]*layerResult, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	n := len(img.Layers)
@@ -542,7 +546,7 @@ func indexLayers(parent context.Context, layout *ociread.Layout, img *ociread.Im
 // a valid entry that agrees with the descriptor and the config, otherwise by
 // indexing the blob (verified against its descriptor), checking its DiffID
 // and storing the result in the cache.
-func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache *layercache.Cache, log *slog.Logger, lp func(LayerProgress)) (*layerResult, error) {
+func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache layercache.Store, log *slog.Logger, lp func(LayerProgress)) (*layerResult, error) {
 	lr := &layerResult{}
 	var key layercache.Key
 	if cache != nil {
@@ -553,18 +557,20 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 		}
 	}
 	if cache != nil {
-		r, err := cache.Get(key)
+		r, err := cache.Get(ctx, key)
 		switch {
 		case err == nil && r.DiffID.String() == diffID && r.CompressedSize == desc.Size:
-			log.Debug("layer cache hit", "entry", cache.Path(key), "entries", len(r.Entries))
+			log.Debug("layer cache hit", "entry", cache.Location(key), "entries", len(r.Entries))
 			lr.Result, lr.cached = r, true
 			lp(LayerProgress{Stage: StageStarting, Cached: true})
 			return lr, ctx.Err()
 		case err == nil:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("layer cache entry %s (DiffID %s, %d bytes) disagrees with the image (DiffID %s, %d bytes); indexing the blob instead",
-				cache.Path(key), r.DiffID, r.CompressedSize, diffID, desc.Size))
+				cache.Location(key), r.DiffID, r.CompressedSize, diffID, desc.Size))
 		case errors.Is(err, layercache.ErrNotFound):
-			log.Debug("layer cache miss", "entry", cache.Path(key))
+			log.Debug("layer cache miss", "entry", cache.Location(key))
+		case errors.Is(err, errCacheOff):
+			log.Debug("layer cache skipped", "err", err)
 		default:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("ignoring layer cache entry: %v", err))
 		}
@@ -588,10 +594,12 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 		"duration", dur.Round(time.Millisecond), "MBps", math.Round(float64(r.UncompressedSize)/1e5/max(dur.Seconds(), 1e-9))/10)
 	lr.Result = r
 	if cache != nil {
-		if err := cache.Put(key, r); err != nil {
+		switch err := cache.Put(ctx, key, r); {
+		case errors.Is(err, errCacheOff):
+		case err != nil:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("could not write layer cache entry: %v", err))
-		} else {
-			log.Debug("layer cached", "entry", cache.Path(key))
+		default:
+			log.Debug("layer cached", "entry", cache.Location(key))
 		}
 	}
 	return lr, nil

@@ -44,6 +44,7 @@ layers) takes those layers from the cache without reading their blobs. The
 directory may be shared by concurrent runs; bad entries are reported, ignored
 and rewritten.
 
+` + cacheFlagsUsage + `
 Limits (0 = the default) bound what a hostile or broken image can make
 ociclip do; exceeding one fails with an error that names it:
   --max-entries N         tar entries per layer (default 1000000; each costs
@@ -119,6 +120,8 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
 	quiet := fs.Bool("q", false, "no progress or warnings on stderr (errors still)")
 	cacheDir := fs.String("cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
+	cacheURL := fs.String("cache", "", "keep per-layer indexes in the bucket at `URL` (s3://, gs://, azblob://, file://) or a directory")
+	cacheTimeout := fs.Duration("cache-timeout", 0, "bound on each --cache request (default 10s)")
 	progressMode := fs.String("progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
 	logLevel := fs.String("log-level", "warn", "log records shown on stderr: debug, info, warn or error")
 	maxEntries := fs.Int("max-entries", 0, "limit: tar entries per layer (0: default 1000000)")
@@ -183,6 +186,13 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plat = &p
 	}
 
+	cache, closer, err := openCacheFlag(ctx, *cacheURL, *cacheDir, *cacheTimeout)
+	if err != nil {
+		return err
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
 	logs := &sink{w: stderr}
 	log := slog.New(newLogHandler(logs, level))
 	rep := newReporter(*progressMode, stderr, logs)
@@ -195,6 +205,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Platform:        plat,
 		Concurrency:     *jobs,
 		CacheDir:        *cacheDir,
+		Cache:           cache,
 		Logger:          log,
 		LayerProgress:   rep.layer,
 		ReleaseMemory:   true, // one image per process: keep the peak RSS low
@@ -221,7 +232,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	}
 	layers := fmt.Sprintf("%d layers", res.Layers)
-	if *cacheDir != "" {
+	if *cacheDir != "" || cache != nil {
 		layers += fmt.Sprintf(" (%d cached)", res.CachedLayers)
 	}
 	rate := ""
