@@ -169,6 +169,11 @@ type Options struct {
 	Concurrency int
 	// Limits bound what hostile input can make ociclip do.
 	Limits Limits
+	// Reference selects what the archive records as the reference a mount
+	// pulls by: ReferenceTag (the default, also for "") or ReferenceDigest
+	// (the manifest digest, for newer clip runtimes). See the constants
+	// for the trade-off.
+	Reference string
 	// ImageName is recorded as ImageMetadata.Name; default StorageImageRef,
 	// else "oci:LayoutPath[:LayoutRef]".
 	ImageName string
@@ -238,6 +243,9 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if opts.CheckpointMiB == 0 {
 		opts.CheckpointMiB = 2
 	}
+	if err := checkReference(opts.Reference); err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -255,7 +263,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w != "" {
+	if w != "" && opts.Reference != ReferenceDigest {
 		warn(w)
 	}
 	if opts.StorageImageRef == "" {
@@ -284,6 +292,9 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	res.ManifestDigest = img.ManifestDescriptor.Digest.String()
 	res.RefName = img.RefName
 	res.Layers = len(img.Layers)
+	if sref, err = withReference(opts.Reference, opts.StorageImageRef, sref, res.ManifestDigest); err != nil {
+		return nil, err
+	}
 	log.Debug("resolved image", "source", src.String(), "manifest", res.ManifestDigest, "ref", img.RefName, "layers", len(img.Layers))
 
 	results, err := indexLayers(ctx, layout, img, opts, cache, log)

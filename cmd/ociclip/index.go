@@ -37,6 +37,10 @@ SOURCE uses skopeo's transport syntax:
 
 The output is written atomically: on any failure OUT.clip is left as it was.
 Without --storage-ref the archive records no registry, and clip cannot mount it.
+--reference tag (the default) records the storage reference's tag, which every
+clip mounts but which moves when pushed again; --reference digest records the
+manifest digest, which newer clip mounts as REPO@sha256:... (clip a2a14fb
+cannot) and which never moves.
 
 With --cache-dir, each layer's index is kept in DIR keyed by the layer digest
 and the options that shape it; a later run (of this or another image sharing
@@ -112,6 +116,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("o", "", "output `FILE` (.clip); required")
 	fs.StringVar(out, "output", "", "same as -o")
 	ref := fs.String("ref", "", "select the image by ref name or digest (with a plain DIR SOURCE)")
+	reference := fs.String("reference", ociclip.ReferenceTag, "what the archive records for a mount to pull by: `tag` (every clip; tags move) or digest (the manifest digest; newer clip)")
 	storageRef := fs.String("storage-ref", "", "registry `REF` a mount fetches layers from, e.g. docker.io/library/ubuntu:24.04")
 	platform := fs.String("platform", "", "`os/arch[/variant]` to pick from a multi-platform index (default linux/"+defaultArch()+")")
 	checkpointMiB := fs.Int("checkpoint-mib", 2, "spacing of clip's gzip checkpoints in MiB of uncompressed data")
@@ -199,6 +204,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
 		Source:          src.String(),
 		StorageImageRef: *storageRef,
+		Reference:       *reference,
 		OutputPath:      *out,
 		CheckpointMiB:   *checkpointMiB,
 		SpanBytes:       spanBytes(*spanMiB),
