@@ -169,6 +169,16 @@ type Options struct {
 	Concurrency int
 	// Limits bound what hostile input can make ociclip do.
 	Limits Limits
+	// ExtensionOutputPath, when set, receives ociclip's extension section
+	// (resume points and chunk CRCs, what OpenReader uses) instead of the
+	// end of OutputPath, for services that cap the archive's size. The
+	// archive followed by this file is the archive with the section. It is
+	// written (atomically) before OutputPath.
+	ExtensionOutputPath string
+	// ArchiveSizeWarning: a run whose archive is larger warns, naming the
+	// section that made it large (0: DefaultArchiveSizeWarning, 128 MiB;
+	// negative: never).
+	ArchiveSizeWarning int64
 	// Reference selects what the archive records as the reference a mount
 	// pulls by: ReferenceTag (the default, also for "") or ReferenceDigest
 	// (the manifest digest, for newer clip runtimes). See the constants
@@ -221,6 +231,7 @@ type Result struct {
 	CompressedBytes   int64
 	UncompressedBytes int64
 	Duration          time.Duration
+	Size              ArchiveSize // the archive written, by section
 	StorageRef        archive.StorageRef
 	Warnings          []string
 }
@@ -272,6 +283,11 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	// Fail before minutes of indexing if the output cannot be written.
 	if err := archive.CheckOutput(opts.OutputPath); err != nil {
 		return nil, err
+	}
+	if opts.ExtensionOutputPath != "" {
+		if err := checkExtensionOutput(opts); err != nil {
+			return nil, err
+		}
 	}
 	cache, err := openCache(opts)
 	if err != nil {
@@ -353,6 +369,12 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkStorageInfo(info, len(img.Layers)); err != nil {
+		return nil, err
+	}
+	for _, w := range checkpointWarnings(img.Layers, tres) {
+		warn(w)
+	}
 	var ext *archive.Extension
 	if opts.SpanBytes >= 0 {
 		ext = archive.BuildExtension(img.Layers, tres)
@@ -360,8 +382,11 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := archive.WriteFile(opts.OutputPath, nodes, info, ext); err != nil {
+	if res.Size, err = writeOutputs(opts.OutputPath, opts.ExtensionOutputPath, nodes, info, ext); err != nil {
 		return nil, err
+	}
+	if w := sizeWarning(res.Size, len(nodes), opts.ArchiveSizeWarning, opts.ExtensionOutputPath != ""); w != "" {
+		warn(w)
 	}
 
 	res.StorageRef = sref

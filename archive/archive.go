@@ -141,7 +141,12 @@ func createTemp(path string) (*os.File, error) {
 // path only when everything succeeded. On failure path is left as it was.
 // A path that is a directory fails with an error wrapping syscall.EISDIR,
 // a missing directory with one wrapping fs.ErrNotExist.
-func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (err error) {
+func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) error {
+	return writeAtomic(path, func(w io.Writer) error { return Encode(w, nodes, info, ext) })
+}
+
+// writeAtomic writes what encode writes to path as WriteFile describes.
+func writeAtomic(path string, encode func(io.Writer) error) (err error) {
 	f, err := createTemp(path)
 	if err != nil {
 		return err
@@ -156,7 +161,7 @@ func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInf
 	// Straight to the file: no second copy of the archive in memory.
 	fw := &fileWriter{f: f}
 	bw := bufio.NewWriterSize(fw, 1<<20)
-	if err = Encode(bw, nodes, info, ext); err == nil {
+	if err = encode(bw); err == nil {
 		err = bw.Flush()
 	}
 	if fw.err != nil {

@@ -37,3 +37,12 @@ func openCacheFlag(ctx context.Context, url, dir string, timeout time.Duration) 
 	c, _ := s.(io.Closer)
 	return s, c, nil
 }
+
+// extensionNote describes where the extension section went, for the
+// summary line.
+func extensionNote(extOut string, n int64) string {
+	if extOut == "" {
+		return fmt.Sprintf(" (%s of it resume points)", humanBytes(n))
+	}
+	return fmt.Sprintf(", resume points %s in %s", humanBytes(n), extOut)
+}

@@ -40,7 +40,10 @@ Without --storage-ref the archive records no registry, and clip cannot mount it.
 --reference tag (the default) records the storage reference's tag, which every
 clip mounts but which moves when pushed again; --reference digest records the
 manifest digest, which newer clip mounts as REPO@sha256:... (clip a2a14fb
-cannot) and which never moves.
+cannot) and which never moves. --extension-out FILE writes ociclip's extension
+section (resume points for random access) to FILE instead of the end of
+OUT.clip, for services that cap the archive size (cat OUT.clip FILE restores
+the whole archive). A warning says when OUT.clip passes 128 MiB and why.
 
 With --cache-dir, each layer's index is kept in DIR keyed by the layer digest
 and the options that shape it; a later run (of this or another image sharing
@@ -107,6 +110,8 @@ type indexSummary struct {
 	SkippedFIFOs      int      `json:"skippedFIFOs"`
 	CompressedBytes   int64    `json:"compressedBytes"`
 	UncompressedBytes int64    `json:"uncompressedBytes"`
+	ArchiveBytes      int64    `json:"archiveBytes"`
+	ExtensionBytes    int64    `json:"extensionBytes"`
 	Seconds           float64  `json:"seconds"`
 	Warnings          []string `json:"warnings,omitempty"`
 }
@@ -115,6 +120,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("index", indexUsage, stderr)
 	out := fs.String("o", "", "output `FILE` (.clip); required")
 	fs.StringVar(out, "output", "", "same as -o")
+	extOut := fs.String("extension-out", "", "write ociclip's extension section (resume points) to `FILE` instead of the end of the .clip")
 	ref := fs.String("ref", "", "select the image by ref name or digest (with a plain DIR SOURCE)")
 	reference := fs.String("reference", ociclip.ReferenceTag, "what the archive records for a mount to pull by: `tag` (every clip; tags move) or digest (the manifest digest; newer clip)")
 	storageRef := fs.String("storage-ref", "", "registry `REF` a mount fetches layers from, e.g. docker.io/library/ubuntu:24.04")
@@ -202,19 +208,20 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := slog.New(newLogHandler(logs, level))
 	rep := newReporter(*progressMode, stderr, logs)
 	res, err := ociclip.CreateFromOCILayout(ctx, ociclip.Options{
-		Source:          src.String(),
-		StorageImageRef: *storageRef,
-		Reference:       *reference,
-		OutputPath:      *out,
-		CheckpointMiB:   *checkpointMiB,
-		SpanBytes:       spanBytes(*spanMiB),
-		Platform:        plat,
-		Concurrency:     *jobs,
-		CacheDir:        *cacheDir,
-		Cache:           cache,
-		Logger:          log,
-		LayerProgress:   rep.layer,
-		ReleaseMemory:   true, // one image per process: keep the peak RSS low
+		Source:              src.String(),
+		StorageImageRef:     *storageRef,
+		Reference:           *reference,
+		OutputPath:          *out,
+		ExtensionOutputPath: *extOut,
+		CheckpointMiB:       *checkpointMiB,
+		SpanBytes:           spanBytes(*spanMiB),
+		Platform:            plat,
+		Concurrency:         *jobs,
+		CacheDir:            *cacheDir,
+		Cache:               cache,
+		Logger:              log,
+		LayerProgress:       rep.layer,
+		ReleaseMemory:       true, // one image per process: keep the peak RSS low
 		Limits: ociclip.Limits{
 			MaxJSONBytes: int64(maxJSON), MaxIndexDepth: *maxDepth, MaxEntries: *maxEntries,
 			MaxPathLen: *maxPathLen, MaxUncompressedBytes: int64(maxUncompressed), MaxNodes: *maxNodes,
@@ -234,6 +241,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			HardLinks: res.HardLinks, Whiteouts: res.Whiteouts, SynthesizedDirs: res.SynthesizedDirs,
 			SkippedDevices: res.SkippedDevices, SkippedFIFOs: res.SkippedFIFOs,
 			CompressedBytes: res.CompressedBytes, UncompressedBytes: res.UncompressedBytes,
+			ArchiveBytes: res.Size.Total, ExtensionBytes: res.Size.Extension,
 			Seconds: res.Duration.Seconds(), Warnings: res.Warnings,
 		})
 	}
@@ -248,7 +256,7 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "wrote %s: %s, %d nodes (%d files, %d dirs, %d symlinks, %d hard links), %s uncompressed in %.2fs%s\n",
 		res.OutputPath, layers, res.Nodes, res.Files, res.Dirs, res.Symlinks, res.HardLinks,
 		humanBytes(res.UncompressedBytes), res.Duration.Seconds(), rate)
-	fmt.Fprintf(stdout, "manifest %s\n", res.ManifestDigest)
+	fmt.Fprintf(stdout, "manifest %s, archive %s%s\n", res.ManifestDigest, humanBytes(res.Size.Total), extensionNote(*extOut, res.Size.Extension))
 	return nil
 }
 
