@@ -139,7 +139,7 @@ func (b *Blob) Put(ctx context.Context, k Key, r *tarindex.Result) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
-	if err := b.bucket.WriteAll(ctx, k.name(), data, &blob.WriterOptions{ContentType: "application/octet-stream"}); err != nil {
+	if err := b.bucket.WriteAll(ctx, k.name(), data, &blob.WriterOptions{ContentType: "application/octet-stream", MaxConcurrency: 1}); err != nil {
 		return b.fault(ctx, "writing", k, err)
 	}
 	return nil

@@ -14,10 +14,12 @@ package s3test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,8 @@ const Bucket = "ociclip-cache"
 // Server is a running gofakes3 server on 127.0.0.1.
 type Server struct {
 	srv *httptest.Server
+
+	bytesIn, bytesOut atomic.Int64 // request and response body bytes
 
 	mu       sync.Mutex
 	requests []string      // "METHOD /bucket/key?query" of every request served
@@ -54,6 +58,8 @@ func New() (*Server, error) {
 		if hook != nil {
 			hook(r)
 		}
+		r.Body = &countingBody{ReadCloser: r.Body, n: &s.bytesIn}
+		w = &countingWriter{ResponseWriter: w, n: &s.bytesOut}
 		if delay > 0 {
 			select {
 			case <-time.After(delay):
@@ -143,6 +149,32 @@ func (s *Server) Count(method, part string) int {
 		}
 	}
 	return n
+}
+
+// Bytes returns the body bytes received (uploads) and sent (downloads)
+// so far.
+func (s *Server) Bytes() (in, out int64) { return s.bytesIn.Load(), s.bytesOut.Load() }
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // Close stops the server, breaking open connections: the cache is down.
