@@ -41,6 +41,9 @@ type ImageOption func(*Options)
 // o.Platform, o.OutputPath and o.ProgressChan mean what they mean to clip
 // (each Progress event converted with Progress.Clip); o.CredProvider is for
 // registries and is not used. extra adjusts the resulting Options in order.
+// The Result is not returned, as clip returns none: its warnings (no storage
+// reference, a cache that failed, the archive's size) reach the
+// Options.Logger an ImageOption sets, at level warn.
 func CreateFromOCIImage(ctx context.Context, o clip.CreateFromOCIImageOptions, extra ...ImageOption) error {
 	src, local := LocalImageSource(o.ImageRef)
 	if !local {
