@@ -72,10 +72,10 @@ func OpenBlob(ctx context.Context, rawURL string, o BlobOptions) (*Blob, error) 
 	return &Blob{bucket: b, url: redact(rawURL), opts: o}, nil
 }
 
-// OpenURL opens the Store a --cache argument names: a URL with a scheme
-// through OpenBlob, anything else as a cache directory (Open).
+// OpenURL opens the Store a --cache argument names: a URL (anything with
+// "://") through OpenBlob, anything else as a cache directory (Open).
 func OpenURL(ctx context.Context, s string, o BlobOptions) (Store, error) {
-	if scheme, _, ok := strings.Cut(s, "://"); ok && scheme != "" && !strings.ContainsAny(scheme, "/.") {
+	if strings.Contains(s, "://") {
 		return OpenBlob(ctx, s, o)
 	}
 	c, err := Open(s)

@@ -276,7 +276,9 @@ func TestOpenURL(t *testing.T) {
 	} else {
 		sameResult(t, got, r)
 	}
-	if _, err := OpenURL(ctx, "nosuch://bucket", BlobOptions{}); err == nil || !strings.Contains(err.Error(), "nosuch") {
-		t.Errorf("OpenURL(nosuch://) = %v", err)
+	for _, u := range []string{"nosuch://bucket", "://bucket"} {
+		if _, err := OpenURL(ctx, u, BlobOptions{}); err == nil || !strings.Contains(err.Error(), u) {
+			t.Errorf("OpenURL(%s) = %v", u, err)
+		}
 	}
 }

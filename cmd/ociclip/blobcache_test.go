@@ -101,3 +101,27 @@ func TestCacheFlagsExclusive(t *testing.T) {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
 }
+
+// A cache that is down: one warning on stderr, exit 0, the archive of a run
+// without cache.
+func TestCacheURLDown(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.SetEnv(t)
+	url := srv.URL()
+	srv.Close()
+	dir := t.TempDir()
+	want := filepath.Join(dir, "want.clip")
+	if code, _, stderr := runCLI(t, "index", "-q", "oci:"+busybox+":1.35", "-o", want); code != 0 {
+		t.Fatal(stderr)
+	}
+	out := filepath.Join(dir, "x.clip")
+	code, _, stderr := runCLI(t, "index", "--progress", "none", "oci:"+busybox+":1.35", "-o", out, "--cache", url, "--cache-timeout", "2s")
+	if code != 0 || strings.Count(stderr, "cache unavailable") != 1 {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	a, _ := os.ReadFile(want)
+	b, _ := os.ReadFile(out)
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Error("the archive differs from a run without cache")
+	}
+}
