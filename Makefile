@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 BENCHTIME ?= 1x
 PKGS      := ./...
 
-.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-data clean
+.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-cache bench-data clean
 
 all: build
 
@@ -74,6 +74,12 @@ BENCHRUNS ?= 3
 bench: build
 	@test -f bench/data/size512-zstd/index.json || $(MAKE) bench-data
 	$(GO) run ./bench/cmd/benchreport -data bench/data -ociclip bin/ociclip -runs $(BENCHRUNS) $(BENCHFLAGS)
+
+# Only the layer cache through an object store (gofakes3 on 127.0.0.1):
+# no cache, cold and warm on the gzip image.
+bench-cache: build
+	@test -f bench/data/image/index.json || $(MAKE) bench-data
+	$(GO) run ./bench/cmd/benchreport -data bench/data -ociclip bin/ociclip -runs $(BENCHRUNS) -only cache
 
 clean:
 	rm -rf bin

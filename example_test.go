@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/beam-cloud/clip/pkg/clip"
-
 	"github.com/ociclip/ociclip"
 )
 
@@ -117,9 +115,9 @@ func ExampleOpenReader() {
 	// /bin/busybox file 1982256 bytes
 }
 
-// Progress has the fields of clip's OCIIndexProgress, in the same order and
-// of the same types, so an image service that reports clip's progress type
-// converts each event with one conversion.
+// Progress starts with the fields of clip's OCIIndexProgress, so an image
+// service that reports clip a2a14fb's progress type converts each event with
+// Progress.Clip; the byte-level fields follow.
 func ExampleProgress() {
 	dir, err := os.MkdirTemp("", "ociclip-example")
 	if err != nil {
@@ -132,7 +130,7 @@ func ExampleProgress() {
 	go func() {
 		defer close(done)
 		for p := range progress {
-			cp := clip.OCIIndexProgress(p) // the whole conversion
+			cp := p.Clip() // clip a2a14fb's type; p also has BytesProcessed, BytesTotal, ...
 			if cp.Stage == ociclip.StageCompleted {
 				fmt.Printf("layer %d/%d %s: %s, %d entries so far\n", cp.LayerIndex, cp.TotalLayers, cp.LayerDigest[:19], cp.Message, cp.FilesIndexed)
 			}

@@ -34,6 +34,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -52,9 +53,9 @@ var ErrDiffIDMismatch = errors.New("layer DiffID does not match the config")
 // ErrOptions: the options are incomplete or contradictory.
 var ErrOptions = errors.New("invalid options")
 
-// Progress reports indexing progress. It has the same fields, in the same
-// order and of the same types, as clip's OCIIndexProgress, so an image
-// service converts with clip.OCIIndexProgress(p).
+// Progress reports indexing progress. Its first six fields are clip
+// a2a14fb's OCIIndexProgress (same names, order and types; Progress.Clip
+// converts); the others are the byte-level fields of newer clip versions.
 //
 // Every layer gets a "starting" and then a "completed" event; the completed
 // event of a layer taken from the cache has Message MessageCached.
@@ -65,6 +66,18 @@ type Progress struct {
 	Stage        string // StageStarting or StageCompleted
 	FilesIndexed int    // tar entries indexed so far, over all layers ("completed" only)
 	Message      string // human-readable; MessageCached for a layer taken from the cache
+
+	// BytesProcessed is how many compressed bytes of the image's layers
+	// were read so far, over all layers (a layer taken from the cache
+	// counts whole once completed); BytesTotal is the sum of the layers'
+	// descriptor sizes.
+	BytesProcessed, BytesTotal int64
+	// CompletedLayers counts the layers completed so far, this one included
+	// in its "completed" event.
+	CompletedLayers int
+	// Source is where the layer's index came from ("completed" only):
+	// SourceLocalLayout or SourceIndexCache.
+	Source string
 }
 
 // Stages of Progress and LayerProgress events.
@@ -156,10 +169,31 @@ type Options struct {
 	// Whoever can write the directory can make ociclip record wrong
 	// offsets: keep it as private as the output.
 	CacheDir string
+	// Cache, when set instead of CacheDir, is the layer cache to use, such
+	// as a layercache.Blob shared by a fleet of workers (same keys, same
+	// verification as CacheDir). A cache that fails or does not answer
+	// within its timeout never fails the run: the first such failure is a
+	// warning and the run goes on without the cache (see cacheGuard).
+	Cache layercache.Store
 	// Concurrency bounds how many layers are indexed at once (default GOMAXPROCS).
 	Concurrency int
 	// Limits bound what hostile input can make ociclip do.
 	Limits Limits
+	// ExtensionOutputPath, when set, receives ociclip's extension section
+	// (resume points and chunk CRCs, what OpenReader uses) instead of the
+	// end of OutputPath, for services that cap the archive's size. The
+	// archive followed by this file is the archive with the section. It is
+	// written (atomically) before OutputPath.
+	ExtensionOutputPath string
+	// ArchiveSizeWarning: a run whose archive is larger warns, naming the
+	// section that made it large (0: DefaultArchiveSizeWarning, 128 MiB;
+	// negative: never).
+	ArchiveSizeWarning int64
+	// Reference selects what the archive records as the reference a mount
+	// pulls by: ReferenceTag (the default, also for "") or ReferenceDigest
+	// (the manifest digest, for newer clip runtimes). See the constants
+	// for the trade-off.
+	Reference string
 	// ImageName is recorded as ImageMetadata.Name; default StorageImageRef,
 	// else empty: nothing machine-local (such as the layout's path) is
 	// recorded, so the archive does not depend on how the path is spelled.
@@ -194,7 +228,7 @@ type Result struct {
 	ManifestDigest    string
 	RefName           string
 	Layers            int
-	CachedLayers      int // layers whose pass came from Options.CacheDir
+	CachedLayers      int // layers whose pass came from the layer cache (Options.CacheDir or Cache)
 	Nodes             int // nodes in the archive, root included
 	Files             int
 	Dirs              int
@@ -207,6 +241,7 @@ type Result struct {
 	CompressedBytes   int64
 	UncompressedBytes int64
 	Duration          time.Duration
+	Size              ArchiveSize // the archive written, by section
 	StorageRef        archive.StorageRef
 	Warnings          []string
 }
@@ -264,6 +299,9 @@ func (o Options) Normalize() (Options, ociread.Source, error) {
 	case o.Concurrency < 0:
 		return o, src, fmt.Errorf("%w: Concurrency %d is negative", ErrOptions, o.Concurrency)
 	}
+	if err := checkReference(o.Reference); err != nil {
+		return o, src, err
+	}
 	lo := o.layerOptions("").Normalized()
 	o.CheckpointMiB, o.SpanBytes = lo.CheckpointMiB, lo.SpanBytes
 	if o.Concurrency == 0 {
@@ -287,7 +325,7 @@ type run struct {
 	log   *slog.Logger
 	res   *Result
 	sref  archive.StorageRef
-	cache *layercache.Cache
+	cache layercache.Store
 	// pending are the warnings about the archive, logged once it is
 	// written (a failed run reports only its error); cache problems are
 	// logged as they are found.
@@ -307,7 +345,7 @@ func (r *run) prepare() error {
 		return err
 	}
 	r.sref = sref
-	if w != "" {
+	if w != "" && r.opts.Reference != ReferenceDigest {
 		r.warn(w)
 	}
 	if r.opts.StorageImageRef == "" {
@@ -319,12 +357,13 @@ func (r *run) prepare() error {
 			return err
 		}
 	}
-	if r.opts.CacheDir != "" {
-		if r.cache, err = layercache.Open(r.opts.CacheDir); err != nil {
+	if r.opts.ExtensionOutputPath != "" {
+		if err := checkExtensionOutput(r.opts); err != nil {
 			return err
 		}
 	}
-	return nil
+	r.cache, err = openCache(r.opts)
+	return err
 }
 
 // openImage opens the source and resolves the image in it.
@@ -341,6 +380,10 @@ func (r *run) openImage(ctx context.Context, src ociread.Source) (*ociread.Layou
 	r.res.ManifestDigest = img.ManifestDescriptor.Digest.String()
 	r.res.RefName = img.RefName
 	r.res.Layers = len(img.Layers)
+	if r.sref, err = withReference(r.opts.Reference, r.opts.StorageImageRef, r.sref, r.res.ManifestDigest); err != nil {
+		layout.Close()
+		return nil, nil, err
+	}
 	r.log.Debug("resolved image", "source", src.String(), "manifest", r.res.ManifestDigest, "ref", img.RefName, "layers", len(img.Layers))
 	return layout, img, nil
 }
@@ -389,6 +432,12 @@ func (r *run) write(ctx context.Context, img *ociread.Image, results []*layerRes
 	if err != nil {
 		return err
 	}
+	if err := checkStorageInfo(info, len(img.Layers)); err != nil {
+		return err
+	}
+	for _, w := range checkpointWarnings(img.Layers, tres) {
+		r.warn(w)
+	}
 	// Always an extension section: it records the sha256 of clip's
 	// sections, which ociclip's readers check.
 	ext := &archive.Extension{}
@@ -398,8 +447,11 @@ func (r *run) write(ctx context.Context, img *ociread.Image, results []*layerRes
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := writeOutput(r.opts, nodes, info, ext); err != nil {
+	if r.res.Size, err = writeOutput(r.opts, nodes, info, ext); err != nil {
 		return err
+	}
+	if w := sizeWarning(r.res.Size, len(nodes), r.opts.ArchiveSizeWarning, r.opts.ExtensionOutputPath != ""); w != "" {
+		r.warn(w)
 	}
 	r.res.StorageRef = r.sref
 	r.res.Nodes = len(nodes)
@@ -475,6 +527,9 @@ func (r *run) indexLayers(parent context.Context, layout *ociread.Layout, img *o
 	defer cancel()
 	li := &layerIndexer{run: r, ctx: ctx, cancel: cancel, layout: layout, img: img,
 		results: make([]*layerResult, len(img.Layers)), errs: make([]error, len(img.Layers))}
+	for _, l := range img.Layers {
+		li.total += l.Size
+	}
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range min(r.opts.Concurrency, len(img.Layers)) {
@@ -519,8 +574,12 @@ type layerIndexer struct {
 	results []*layerResult
 	errs    []error
 
-	mu      sync.Mutex
-	entries int // tar entries of the layers completed so far
+	total int64        // compressed bytes of all layers
+	read  atomic.Int64 // compressed bytes read so far, over all layers
+
+	mu        sync.Mutex
+	entries   int // tar entries of the layers completed so far
+	completed int // layers completed so far
 }
 
 // progress sends p on the progress channel, giving up when ctx is done.
@@ -547,9 +606,12 @@ func (li *layerIndexer) index(i int) {
 		}
 	}
 	li.progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageStarting,
-		Message: fmt.Sprintf("Processing layer %d/%d", i+1, n)})
+		Message: fmt.Sprintf("Processing layer %d/%d", i+1, n), BytesProcessed: li.read.Load(), BytesTotal: li.total})
+	var layerRead int64 // this layer's share of li.read
 	o := li.opts.layerOptions(desc.MediaType)
 	o.Progress = func(p tarindex.Progress) {
+		li.read.Add(p.CompressedBytes - layerRead)
+		layerRead = p.CompressedBytes
 		lp(LayerProgress{Stage: StageIndexing, CompressedRead: p.CompressedBytes, UncompressedRead: p.UncompressedBytes, Entries: p.Entries})
 	}
 	lr, err := indexLayer(li.ctx, li.layout, desc, li.img.DiffIDs[i].String(), o, li.cache, li.log.With("layer", i+1, "digest", d), lp)
@@ -559,16 +621,20 @@ func (li *layerIndexer) index(i int) {
 		return
 	}
 	li.results[i] = lr
+	li.read.Add(lr.CompressedSize - layerRead)
 	li.mu.Lock()
 	li.entries += len(lr.Entries)
-	total := li.entries
+	li.completed++
+	files, done := li.entries, li.completed
 	li.mu.Unlock()
-	msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, total)
+	msg := fmt.Sprintf("Completed layer %d/%d (%d entries total)", i+1, n, files)
+	source := SourceLocalLayout
 	if lr.cached {
-		msg = MessageCached
+		msg, source = MessageCached, SourceIndexCache
 	}
 	lp(LayerProgress{Stage: StageCompleted, Cached: lr.cached, CompressedRead: lr.CompressedSize, UncompressedRead: lr.UncompressedSize, Entries: len(lr.Entries)})
-	li.progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: total, Message: msg})
+	li.progress(Progress{LayerIndex: i + 1, TotalLayers: n, LayerDigest: d, Stage: StageCompleted, FilesIndexed: files, Message: msg,
+		BytesProcessed: li.read.Load(), BytesTotal: li.total, CompletedLayers: done, Source: source})
 }
 
 // outcome returns the results, or the error of the first failing layer in
@@ -592,7 +658,7 @@ func (li *layerIndexer) outcome() ([]*layerResult, error) {
 // a valid entry that agrees with the descriptor and the config, otherwise by
 // indexing the blob (verified against its descriptor), checking its DiffID
 // and storing the result in the cache.
-func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache *layercache.Cache, log *slog.Logger, lp func(LayerProgress)) (*layerResult, error) {
+func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor, diffID string, o tarindex.Options, cache layercache.Store, log *slog.Logger, lp func(LayerProgress)) (*layerResult, error) {
 	lr := &layerResult{}
 	var key layercache.Key
 	if cache != nil {
@@ -603,18 +669,20 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 		}
 	}
 	if cache != nil {
-		r, err := cache.Get(key)
+		r, err := cache.Get(ctx, key)
 		switch {
 		case err == nil && r.DiffID.String() == diffID && r.CompressedSize == desc.Size:
-			log.Debug("layer cache hit", "entry", cache.Path(key), "entries", len(r.Entries))
+			log.Debug("layer cache hit", "entry", cache.Location(key), "entries", len(r.Entries))
 			lr.Result, lr.cached = r, true
 			lp(LayerProgress{Stage: StageStarting, Cached: true})
 			return lr, ctx.Err()
 		case err == nil:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("layer cache entry %s (DiffID %s, %d bytes) disagrees with the image (DiffID %s, %d bytes); indexing the blob instead",
-				cache.Path(key), r.DiffID, r.CompressedSize, diffID, desc.Size))
+				cache.Location(key), r.DiffID, r.CompressedSize, diffID, desc.Size))
 		case errors.Is(err, layercache.ErrNotFound):
-			log.Debug("layer cache miss", "entry", cache.Path(key))
+			log.Debug("layer cache miss", "entry", cache.Location(key))
+		case errors.Is(err, errCacheOff):
+			log.Debug("layer cache skipped", "err", err)
 		default:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("ignoring layer cache entry: %v", err))
 		}
@@ -638,10 +706,12 @@ func indexLayer(ctx context.Context, layout *ociread.Layout, desc v1.Descriptor,
 		"duration", dur.Round(time.Millisecond), "MBps", math.Round(float64(r.UncompressedSize)/1e5/max(dur.Seconds(), 1e-9))/10)
 	lr.Result = r
 	if cache != nil {
-		if err := cache.Put(key, r); err != nil {
+		switch err := cache.Put(ctx, key, r); {
+		case errors.Is(err, errCacheOff):
+		case err != nil:
 			lr.warnings = append(lr.warnings, fmt.Sprintf("could not write layer cache entry: %v", err))
-		} else {
-			log.Debug("layer cached", "entry", cache.Path(key))
+		default:
+			log.Debug("layer cached", "entry", cache.Location(key))
 		}
 	}
 	return lr, nil

@@ -34,9 +34,6 @@ import (
 	"github.com/ociclip/ociclip/ociread"
 )
 
-// The progress type converts to clip's with one conversion.
-var _ = clip.OCIIndexProgress(ociclip.Progress{})
-
 // index runs CreateFromOCILayout on a testdata layout and decodes the result
 // with clip's own ExtractMetadata.
 func index(t *testing.T, layout, ref string) (*ociclip.Result, *common.ClipArchiveMetadata, string) {

@@ -21,17 +21,19 @@ func checkOutput(opts Options) error {
 }
 
 // writeOutput writes the archive to Options.Output or, atomically, to
-// Options.OutputPath.
-func writeOutput(opts Options, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *archive.Extension) error {
+// Options.OutputPath (with the extension section in ExtensionOutputPath
+// when that is set), and returns the sections' sizes.
+func writeOutput(opts Options, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *archive.Extension) (ArchiveSize, error) {
 	if opts.Output == nil {
-		return archive.WriteFile(opts.OutputPath, nodes, info, ext)
+		return archive.WriteFiles(opts.OutputPath, opts.ExtensionOutputPath, nodes, info, ext)
 	}
 	bw := bufio.NewWriterSize(opts.Output, 1<<20)
-	if err := archive.Encode(bw, nodes, info, ext); err != nil {
-		return fmt.Errorf("writing the archive: %w", err)
+	sz, err := archive.EncodeSections(bw, nil, nodes, info, ext)
+	if err == nil {
+		err = bw.Flush()
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("writing the archive: %w", err)
+	if err != nil {
+		return sz, fmt.Errorf("writing the archive: %w", err)
 	}
-	return nil
+	return sz, nil
 }

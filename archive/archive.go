@@ -62,9 +62,32 @@ type Archive struct {
 	Extension *Extension
 }
 
+// Sizes are the byte lengths of an archive's sections.
+type Sizes struct {
+	Total       int64 // the .clip file: header, index, storage info and, when not separate, the extension
+	Index       int64 // clip's node index
+	StorageInfo int64 // clip's storage info (layers, checkpoints, metadata)
+	// Extension is ociclip's extension section (resume-point windows and
+	// chunk CRCs), in the .clip file or in a file of its own.
+	Extension int64
+}
+
 // Encode writes the archive bytes for nodes (sorted by path) and info to w,
 // followed by ext when it is not nil.
 func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) error {
+	_, err := encode(w, nil, nodes, info, ext)
+	return err
+}
+
+// EncodeSections writes clip's sections to w and ext's section to extW (to
+// w when extW is nil): w's bytes followed by extW's are what Encode writes.
+// It returns the sections' sizes.
+func EncodeSections(w, extW io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (Sizes, error) {
+	return encode(w, extW, nodes, info, ext)
+}
+
+func encode(w, extW io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (Sizes, error) {
+	var sz Sizes
 	enc := detgob.NewEncoder()
 	// Size the index buffer from the nodes (an estimate a little above the
 	// encoded size): growing a buffer of tens of MiB by appending would
@@ -80,15 +103,15 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	}
 	index, err := enc.MarshalSize(nodes, hint)
 	if err != nil {
-		return fmt.Errorf("encoding index: %w", err)
+		return sz, fmt.Errorf("encoding index: %w", err)
 	}
 	data, err := enc.Marshal(info)
 	if err != nil {
-		return fmt.Errorf("encoding storage info: %w", err)
+		return sz, fmt.Errorf("encoding storage info: %w", err)
 	}
 	storage, err := enc.Marshal(&common.StorageInfoWrapper{Type: StorageTypeOCI, Data: data})
 	if err != nil {
-		return fmt.Errorf("encoding storage info wrapper: %w", err)
+		return sz, fmt.Errorf("encoding storage info wrapper: %w", err)
 	}
 	h := common.ClipArchiveHeader{
 		ClipFileFormatVersion: common.ClipFileFormatVersion,
@@ -102,24 +125,30 @@ func Encode(w io.Writer, nodes []*common.ClipNode, info *common.OCIStorageInfo, 
 	// The extension records the sha256 of what precedes it.
 	hw := newSumWriter(w)
 	if err := binary.Write(hw, binary.LittleEndian, &h); err != nil {
-		return err
+		return sz, err
 	}
 	if _, err := hw.Write(index); err != nil {
-		return err
+		return sz, err
 	}
 	if _, err := hw.Write(storage); err != nil {
-		return err
+		return sz, err
 	}
+	sz.Index, sz.StorageInfo = int64(len(index)), int64(len(storage))
+	sz.Total = common.ClipHeaderLength + sz.Index + sz.StorageInfo
 	if ext != nil {
 		b, err := ext.marshalSection(hw.sum())
 		if err != nil {
-			return err
+			return sz, err
 		}
-		if _, err := w.Write(b); err != nil {
-			return err
+		sz.Extension = int64(len(b))
+		if extW == nil {
+			extW, sz.Total = w, sz.Total+sz.Extension
+		}
+		if _, err := extW.Write(b); err != nil {
+			return sz, err
 		}
 	}
-	return nil
+	return sz, nil
 }
 
 // CheckOutput tells early whether WriteFile could write path: path (or
@@ -139,7 +168,39 @@ func CheckOutput(path string) error {
 // syscall.EISDIR, a device node, FIFO or socket with one wrapping
 // ErrNotRegularOutput, a missing directory with one wrapping
 // fs.ErrNotExist.
-func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (err error) {
+func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) error {
+	_, err := WriteFiles(path, "", nodes, info, ext)
+	return err
+}
+
+// WriteFiles is WriteFile, and with extPath set the extension section goes
+// to extPath instead, atomically too, so that the file at path followed by
+// the one at extPath is what WriteFile writes (for services that cap the
+// archive's size). extPath is renamed into place just before path; if that
+// last rename fails, extPath stays behind. It returns the sections' sizes.
+func WriteFiles(path, extPath string, nodes []*common.ClipNode, info *common.OCIStorageInfo, ext *Extension) (Sizes, error) {
+	var sz Sizes
+	err := writeAtomic(path, func(w io.Writer) error {
+		if extPath == "" || ext == nil {
+			var err error
+			sz, err = encode(w, nil, nodes, info, ext)
+			return err
+		}
+		var extBuf bytes.Buffer
+		var err error
+		if sz, err = encode(w, &extBuf, nodes, info, ext); err != nil {
+			return err
+		}
+		return writeAtomic(extPath, func(ew io.Writer) error {
+			_, err := extBuf.WriteTo(ew)
+			return err
+		})
+	})
+	return sz, err
+}
+
+// writeAtomic writes what encode writes to path as WriteFile describes.
+func writeAtomic(path string, encode func(io.Writer) error) (err error) {
 	f, err := outfile.Create(path)
 	if err != nil {
 		return err
@@ -152,7 +213,7 @@ func WriteFile(path string, nodes []*common.ClipNode, info *common.OCIStorageInf
 	// Straight to the file: no second copy of the archive in memory.
 	fw := &fileWriter{f: f.File}
 	bw := bufio.NewWriterSize(fw, 1<<20)
-	if err = Encode(bw, nodes, info, ext); err == nil {
+	if err = encode(bw); err == nil {
 		err = bw.Flush()
 	}
 	if fw.err != nil {

@@ -303,25 +303,41 @@ func TestConcurrentPutGet(t *testing.T) {
 	d, r := layer(t)
 	dir := t.TempDir()
 	k := key(t, d, tarindex.Options{SpanBytes: 64 << 10})
+	putGetConcurrently(t, k, r, func() (Store, error) {
+		c, err := Open(dir) // one Cache per "process"
+		return Dir{c}, err
+	})
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("cache dir holds %d files", len(ents))
+	}
+}
+
+// putGetConcurrently runs 6 workers, each with its own store from open:
+// half of them Put r for k 10 times, the others Get k 10 times, and every
+// Get must be a miss or the whole result.
+func putGetConcurrently(t *testing.T, k Key, r *tarindex.Result, open func() (Store, error)) {
+	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for w := range 6 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := Open(dir) // one Cache per "process"
+			s, err := open()
 			if err != nil {
 				errs <- err
 				return
 			}
 			for i := range 10 {
 				if w%2 == 0 {
-					if err := c.Put(k, r); err != nil {
+					if err := s.Put(ctx, k, r); err != nil {
 						errs <- err
 					}
 					continue
 				}
-				got, err := c.Get(k)
+				got, err := s.Get(ctx, k)
 				switch {
 				case errors.Is(err, ErrNotFound):
 				case err != nil:
@@ -336,10 +352,6 @@ func TestConcurrentPutGet(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("cache dir holds %d files", len(ents))
 	}
 }
 

@@ -79,7 +79,7 @@ func TestIndexProgressLines(t *testing.T) {
 	)
 	matchLines(t, "cold stdout", stdout,
 		`wrote `+regexp.QuoteMeta(out)+`: 3 layers \(0 cached\), 43 nodes \(18 files, 20 dirs, 5 symlinks, 3 hard links\), 2\.0 MiB uncompressed in \d+\.\d\ds \(\d+\.\d [kMG]B/s\)`,
-		`manifest sha256:cccc85d885b0f4f7baba887dc2e0684c75c43a2a280f2b639b6bd1710da82cb9`)
+		`manifest sha256:cccc85d885b0f4f7baba887dc2e0684c75c43a2a280f2b639b6bd1710da82cb9, archive \d+\.\d KiB \(\d+ B of it resume points\)`)
 	cold, _ := os.ReadFile(out)
 
 	code, stdout, stderr = runCLI(t, args...)
@@ -239,6 +239,22 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// indexProcess runs `ociclip index --json ARGS` as a process of its own
+// (this test binary, see TestMain) with env added to the environment, and
+// returns the summary and what it wrote on stderr.
+func indexProcess(exe string, env []string, args ...string) (indexSummary, string, error) {
+	cmd := exec.Command(exe, append([]string{"index", "--json"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "OCICLIP_TEST_MAIN=1"), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	var s indexSummary
+	if err == nil {
+		err = json.Unmarshal(stdout, &s)
+	}
+	return s, stderr.String(), err
+}
+
 // Two ociclip processes sharing a cache directory, at the same time.
 func TestConcurrentProcessesShareCache(t *testing.T) {
 	exe, err := os.Executable()
@@ -261,20 +277,12 @@ func TestConcurrentProcessesShareCache(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cmd := exec.Command(exe, "index", "--json", "-q", "oci:"+busybox+":1.35", "-o", outs[i], "--cache-dir", cache)
-				cmd.Env = append(os.Environ(), "OCICLIP_TEST_MAIN=1")
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				stdout, err := cmd.Output()
-				var s indexSummary
-				if err == nil {
-					err = json.Unmarshal(stdout, &s)
-				}
+				s, stderr, err := indexProcess(exe, nil, "-q", "oci:"+busybox+":1.35", "-o", outs[i], "--cache-dir", cache)
 				if err == nil && (len(s.Warnings) != 1 || round == 1 && s.CachedLayers != 3) {
 					err = fmt.Errorf("summary %+v", s)
 				}
 				if err != nil {
-					errs[i] = fmt.Errorf("%v: %s", err, stderr.String())
+					errs[i] = fmt.Errorf("%v: %s", err, stderr)
 				}
 			}()
 		}

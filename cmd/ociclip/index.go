@@ -11,6 +11,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -43,6 +44,13 @@ archive to stdout instead, not atomically, and prints the summary on stderr.
 A new file gets mode 0666 less the umask; a replaced file keeps its mode and,
 where permitted, its owner.
 Without --storage-ref the archive records no registry, and clip cannot mount it.
+--reference tag (the default) records the storage reference's tag, which every
+clip mounts but which moves when pushed again; --reference digest records the
+manifest digest, which newer clip mounts as REPO@sha256:... (clip a2a14fb
+cannot) and which never moves. --extension-out FILE writes ociclip's extension
+section (resume points for random access) to FILE instead of the end of
+OUT.clip, for services that cap the archive size (cat OUT.clip FILE restores
+the whole archive). A warning says when OUT.clip passes 128 MiB and why.
 
 With --cache-dir, each layer's index is kept in DIR keyed by the layer digest
 and the options that shape it; a later run (of this or another image sharing
@@ -50,6 +58,7 @@ layers) takes those layers from the cache without reading their blobs. The
 directory may be shared by concurrent runs; bad entries are reported, ignored
 and rewritten.
 
+`+cacheFlagsUsage+`
 Limits (0 = the default) bound what a hostile or broken image can make
 ociclip do; exceeding one fails with an error that names it:
   --max-entries N         tar entries per layer (default %d; each costs
@@ -109,6 +118,8 @@ type indexSummary struct {
 	SkippedFIFOs      int      `json:"skippedFIFOs"`
 	CompressedBytes   int64    `json:"compressedBytes"`
 	UncompressedBytes int64    `json:"uncompressedBytes"`
+	ArchiveBytes      int64    `json:"archiveBytes"`
+	ExtensionBytes    int64    `json:"extensionBytes"`
 	Seconds           float64  `json:"seconds"`
 	Warnings          []string `json:"warnings,omitempty"`
 }
@@ -136,22 +147,32 @@ func runIndex(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts.LayerProgress = rep.layer
 	dest := outputFor(f.out, stdout, stderr)
 	opts.OutputPath, opts.Output = dest.path, dest.stream
+	cache, closer, err := openCacheFlag(ctx, f.cacheURL, f.cacheDir, f.cacheTimeout)
+	if err != nil {
+		return err
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
+	opts.Cache = cache
 	res, err := ociclip.CreateFromOCILayout(ctx, opts)
 	rep.finish(err)
 	if err != nil {
 		return withOutputHint(withLimitHint(err))
 	}
 	res.OutputPath = dest.name
-	return writeIndexResult(dest.summary, res, f.json, f.cacheDir != "")
+	return writeIndexResult(dest.summary, res, f.json, f.cacheDir != "" || cache != nil, f.extOut)
 }
 
 // indexFlags are the flags of the index command.
 type indexFlags struct {
-	out, ref, storageRef, platform, cacheDir, progress, level string
-	checkpointMiB, spanMiB, jobs                              int
-	json, quiet                                               bool
-	maxEntries, maxNodes, maxPathLen, maxDepth                int
-	maxUncompressed, maxJSON                                  sizeFlag
+	out, extOut, ref, reference, storageRef, platform string
+	cacheDir, cacheURL, progress, level               string
+	cacheTimeout                                      time.Duration
+	checkpointMiB, spanMiB, jobs                      int
+	json, quiet                                       bool
+	maxEntries, maxNodes, maxPathLen, maxDepth        int
+	maxUncompressed, maxJSON                          sizeFlag
 }
 
 // newIndexFlags returns the flag set of index, whose help goes to w.
@@ -160,6 +181,8 @@ func newIndexFlags(w io.Writer) (*flag.FlagSet, *indexFlags) {
 	f := &indexFlags{}
 	fs.StringVar(&f.out, "o", "", "output `FILE` (.clip); required")
 	fs.StringVar(&f.out, "output", "", "same as -o")
+	fs.StringVar(&f.extOut, "extension-out", "", "write ociclip's extension section (resume points) to `FILE` instead of the end of the .clip")
+	fs.StringVar(&f.reference, "reference", ociclip.ReferenceTag, "what the archive records for a mount to pull by: `tag` (every clip; tags move) or digest (the manifest digest; newer clip)")
 	fs.StringVar(&f.ref, "ref", "", "select the image by ref name or digest (with a plain DIR SOURCE)")
 	fs.StringVar(&f.storageRef, "storage-ref", "", "registry `REF` a mount fetches layers from, e.g. docker.io/library/ubuntu:24.04")
 	fs.StringVar(&f.platform, "platform", "", "`os/arch[/variant]` to pick from a multi-platform index (default linux/"+defaultArch()+")")
@@ -169,6 +192,8 @@ func newIndexFlags(w io.Writer) (*flag.FlagSet, *indexFlags) {
 	fs.BoolVar(&f.json, "json", false, "print the summary as JSON on stdout")
 	fs.BoolVar(&f.quiet, "q", false, "no progress or warnings on stderr (errors still)")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
+	fs.StringVar(&f.cacheURL, "cache", "", "keep per-layer indexes in the bucket at `URL` (s3://, gs://, azblob://, file://) or a directory")
+	fs.DurationVar(&f.cacheTimeout, "cache-timeout", 0, "bound on each --cache request (default 10s)")
 	fs.StringVar(&f.progress, "progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
 	fs.StringVar(&f.level, "log-level", "warn", "log records shown on stderr: debug, info, warn or error")
 	fs.IntVar(&f.maxEntries, "max-entries", 0, fmt.Sprintf("limit: tar entries per layer (0: default %d)", limits.DefaultMaxEntries))
@@ -238,15 +263,17 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 		plat = &p
 	}
 	opts := ociclip.Options{
-		Source:          src.String(),
-		StorageImageRef: f.storageRef,
-		OutputPath:      f.out,
-		CheckpointMiB:   f.checkpointMiB,
-		SpanBytes:       spanBytes(f.spanMiB),
-		Platform:        plat,
-		Concurrency:     f.jobs,
-		CacheDir:        f.cacheDir,
-		ReleaseMemory:   true, // one image per process: keep the peak RSS low
+		Source:              src.String(),
+		StorageImageRef:     f.storageRef,
+		OutputPath:          f.out,
+		Reference:           f.reference,
+		ExtensionOutputPath: f.extOut,
+		CheckpointMiB:       f.checkpointMiB,
+		SpanBytes:           spanBytes(f.spanMiB),
+		Platform:            plat,
+		Concurrency:         f.jobs,
+		CacheDir:            f.cacheDir,
+		ReleaseMemory:       true, // one image per process: keep the peak RSS low
 		Limits: ociclip.Limits{
 			MaxJSONBytes: int64(f.maxJSON), MaxIndexDepth: f.maxDepth, MaxEntries: f.maxEntries,
 			MaxPathLen: f.maxPathLen, MaxUncompressedBytes: int64(f.maxUncompressed), MaxNodes: f.maxNodes,
@@ -263,7 +290,7 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 }
 
 // writeIndexResult prints the result on w, as text or JSON.
-func writeIndexResult(w io.Writer, res *ociclip.Result, asJSON, cached bool) error {
+func writeIndexResult(w io.Writer, res *ociclip.Result, asJSON, cached bool, extOut string) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -274,11 +301,12 @@ func writeIndexResult(w io.Writer, res *ociclip.Result, asJSON, cached bool) err
 			HardLinks: res.HardLinks, Whiteouts: res.Whiteouts, SynthesizedDirs: res.SynthesizedDirs,
 			SkippedDevices: res.SkippedDevices, SkippedFIFOs: res.SkippedFIFOs,
 			CompressedBytes: res.CompressedBytes, UncompressedBytes: res.UncompressedBytes,
+			ArchiveBytes: res.Size.Total, ExtensionBytes: res.Size.Extension,
 			Seconds: res.Duration.Seconds(), Warnings: res.Warnings,
 		})
 	}
 	printIndexSummary(w, res, cached)
-	fmt.Fprintf(w, "manifest %s\n", res.ManifestDigest)
+	fmt.Fprintf(w, "manifest %s, archive %s%s\n", res.ManifestDigest, humanBytes(res.Size.Total), extensionNote(extOut, res.Size.Extension))
 	return nil
 }
 

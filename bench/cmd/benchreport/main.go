@@ -4,7 +4,8 @@
 // resident set size of the ociclip process, as GNU time -v reports it),
 // throughput with 1, 2 and 4 concurrent layers, memory vs layer size, and
 // clip a2a14fb's own clip.CreateFromOCIImage on the same image served by
-// go-containerregistry's in-process registry on 127.0.0.1.
+// go-containerregistry's in-process registry on 127.0.0.1, and the layer
+// cache through an object store (gofakes3 on 127.0.0.1): cold and warm.
 //
 //	go run ./bench/cmd/benchreport -data bench/data -ociclip bin/ociclip [-runs 3]
 //
@@ -52,6 +53,7 @@ var (
 	runs       = flag.Int("runs", 3, "runs of each measurement (medians and ranges are printed)")
 	clipRuns   = flag.Int("clip-runs", 1, "runs of clip's CreateFromOCIImage (0: skip)")
 	cpuProfile = flag.String("cpuprofile", "", "also index the gzip image once in-process with this CPU profile")
+	only       = flag.String("only", "", "run one section only: \"cache\" (the layer cache through an object store)")
 )
 
 func main() {
@@ -66,6 +68,12 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 	r := &reporter{tmp: tmp}
+	if *only == "cache" {
+		if err := r.cache(filepath.Join(*dataDir, "image")); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 
 	fmt.Printf("ociclip benchmark report — %s, GOMAXPROCS %d, %s, load average %s\n", time.Now().UTC().Format(time.RFC3339), runtime.GOMAXPROCS(0), cpuModel(), loadavg())
 	fmt.Printf("CPU available to this process: %.2f cores (a CPU-bound loop on GOMAXPROCS goroutines vs on one; a machine shared with other work gives less than GOMAXPROCS)\n", parallelism())
@@ -173,6 +181,11 @@ func main() {
 			fmt.Printf("| clip CreateFromOCIImage | %s | %s | — |\n", cl.String(), ratioString(walls, gz.walls))
 			fmt.Printf("| ociclip index | %s | %s | %.2f× |\n\n", gzipImage.ociclip.String(), ratioString(gzipImage.ociclip.walls, gz.walls), median(walls)/median(gzipImage.ociclip.walls))
 		}
+	}
+
+	// 5. The layer cache through an object store.
+	if err := r.cache(filepath.Join(*dataDir, "image")); err != nil {
+		fmt.Printf("layer cache: %v\n\n", err)
 	}
 
 	fmt.Printf("At the end: load average %s, %.2f cores available.\n", loadavg(), parallelism())
@@ -335,12 +348,18 @@ func summary(args []string) (nodes int, usize int64, err error) {
 // seconds and its peak RSS in bytes (rusage ru_maxrss, what GNU time -v
 // prints as "Maximum resident set size").
 func run(bin string, args ...string) (float64, int64, error) {
+	return runEnv(nil, bin, args...)
+}
+
+// runEnv is run with env added to the environment of the command.
+func runEnv(env []string, bin string, args ...string) (float64, int64, error) {
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer devnull.Close()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = devnull
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
