@@ -2,15 +2,18 @@ package ociclip
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"sort"
 
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/ociclip/ociclip/layerz"
+	"github.com/ociclip/ociclip/spans"
 )
 
 // ErrMismatch: a file read through the index differs from the sequential
@@ -30,20 +33,42 @@ type VerifyResult struct {
 // report (which may be nil) and collected; the error is non-nil when any
 // file mismatched or could not be read.
 func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
-	want, err := r.replay(ctx)
-	if err != nil {
-		return nil, err
+	// The replay runs alongside the reads through the index: both inflate
+	// every layer once.
+	type replayResult struct {
+		w   *replayed
+		err error
 	}
+	replayDone := make(chan replayResult, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		w, err := r.replay(rctx)
+		replayDone <- replayResult{w, err}
+	}()
 	res := &VerifyResult{}
-	// Reads of twice the default span keep the re-inflation from each
-	// read's checkpoint to about a quarter of the file.
-	buf := make([]byte, 8<<20)
+	// Read the files in layer order (by layer, then by offset), so that the
+	// span engine inflates each span once and its read-ahead runs ahead of
+	// the reads.
+	files := make([]*common.ClipNode, 0, len(r.a.Nodes))
 	for _, n := range r.a.Nodes {
+		if n.NodeType == common.FileNode && n.Remote != nil {
+			files = append(files, n)
+		}
+	}
+	sort.SliceStable(files, func(i, j int) bool {
+		a, b := files[i].Remote, files[j].Remote
+		if a.LayerDigest != b.LayerDigest {
+			return a.LayerDigest < b.LayerDigest
+		}
+		return a.UOffset < b.UOffset
+	})
+	sums := make([][32]byte, len(files))
+	rerrs := make([]error, len(files))
+	buf := make([]byte, 1<<20)
+	for i, n := range files {
 		if err := ctx.Err(); err != nil {
 			return res, err
-		}
-		if n.NodeType != common.FileNode || n.Remote == nil {
-			continue
 		}
 		res.Files++
 		// Hash in chunks: the node's length is the archive's claim, not
@@ -64,9 +89,17 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 				break
 			}
 		}
+		copy(sums[i][:], h.Sum(nil))
+		rerrs[i] = rerr
+	}
+	rr := <-replayDone
+	if rr.err != nil {
+		return nil, rr.err
+	}
+	want := rr.w
+	for i, n := range files {
+		rerr, got := rerrs[i], sums[i]
 		if rerr == nil {
-			var got [32]byte
-			copy(got[:], h.Sum(nil))
 			exp, ok := want.content(n)
 			switch {
 			case !ok:
@@ -83,6 +116,7 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 		}
 	}
 	if len(res.Mismatches) > 0 {
+		sort.Strings(res.Mismatches)
 		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
 	}
 	return res, nil
@@ -123,7 +157,7 @@ func (r *Reader) replay(ctx context.Context) (*replayed, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		files, err := replayLayer(r.blobs, d, w.links)
+		files, err := replayLayer(ctx, r.src, d, w.links)
 		if err != nil {
 			return nil, fmt.Errorf("replaying layer %s: %w", d, err)
 		}
@@ -132,17 +166,18 @@ func (r *Reader) replay(ctx context.Context) (*replayed, error) {
 	return w, nil
 }
 
-func replayLayer(b BlobOpener, d string, links map[string][]string) (map[string][32]byte, error) {
-	ra, size, err := b.OpenLayer(d)
+func replayLayer(ctx context.Context, src spans.Source, d string, links map[string][]string) (map[string][32]byte, error) {
+	rc, err := src.OpenRange(ctx, d, 0, -1)
 	if err != nil {
 		return nil, err
 	}
-	magic := make([]byte, layerz.SniffLen)
-	n, _ := ra.ReadAt(magic, 0)
-	comp, _ := layerz.Sniff(magic[:n])
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
+	magic, _ := br.Peek(layerz.SniffLen)
+	comp, _ := layerz.Sniff(magic)
 	// layerz.NewReader caps zstd windows as tarindex does, so a hostile
 	// frame header cannot make the replay allocate more than indexing did.
-	rd, err := layerz.NewReader(io.NewSectionReader(ra, 0, size), comp)
+	rd, err := layerz.NewReader(br, comp)
 	if err != nil {
 		return nil, err
 	}
