@@ -9,14 +9,12 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/beam-cloud/clip/pkg/common"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/ociclip/ociclip/archive"
-	"github.com/ociclip/ociclip/ociread"
+	"github.com/ociclip/ociclip/blobs"
 	"github.com/ociclip/ociclip/spans"
 )
 
@@ -79,16 +77,11 @@ func OpenReader(archivePath, source string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := ociread.ParseSource(source)
+	lb, err := blobs.OpenLayout(source)
 	if err != nil {
 		return nil, err
 	}
-	l, err := ociread.OpenSource(src, ociread.OpenOptions{})
-	if err != nil {
-		return nil, err
-	}
-	lb := &layoutBlobs{l: l, open: map[string]io.Closer{}}
-	r := NewReader(a, lb)
+	r := NewSpanReader(a, lb, spans.New(a, lb, spans.Options{}))
 	r.closer = lb
 	return r, nil
 }
@@ -467,50 +460,3 @@ func (fi fileInfo) ModTime() time.Time {
 func (fi fileInfo) IsDir() bool { return fi.n.NodeType == common.DirNode }
 
 func (fi fileInfo) Sys() any { return fi.n }
-
-// layoutBlobs opens layer blobs of a layout by digest.
-type layoutBlobs struct {
-	l    *ociread.Layout
-	mu   sync.Mutex
-	open map[string]io.Closer
-	ras  map[string]io.ReaderAt
-	size map[string]int64
-}
-
-func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
-	dg, err := digest.Parse(d)
-	if err != nil {
-		return nil, 0, fmt.Errorf("layer digest %q: %w", d, err)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ras == nil {
-		b.ras, b.size = map[string]io.ReaderAt{}, map[string]int64{}
-	}
-	if ra, ok := b.ras[d]; ok {
-		return ra, b.size[d], nil
-	}
-	ra, size, c, err := b.l.OpenBlobAt(dg)
-	if err != nil {
-		return nil, 0, err
-	}
-	b.ras[d], b.size[d], b.open[d] = ra, size, c
-	return ra, size, nil
-}
-
-// Close closes the open blob files and the layout.
-func (b *layoutBlobs) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var first error
-	for _, f := range b.open {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	b.open, b.ras, b.size = map[string]io.Closer{}, nil, nil
-	if err := b.l.Close(); err != nil && first == nil {
-		first = err
-	}
-	return first
-}

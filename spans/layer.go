@@ -109,7 +109,7 @@ func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, 
 		switch {
 		case l.usize < 0:
 			l.why = "the archive has no ociclip index for it (clip's own archive?)"
-		case len(l.points) == 0:
+		case len(l.points) == 0 && l.usize > maxSpan:
 			l.why = "the archive has no resume points for it (indexed with --span-mib 0?)"
 		default:
 			starts := []int64{0}
