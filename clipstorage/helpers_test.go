@@ -17,12 +17,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/clipstorage"
+	"github.com/ociclip/ociclip/internal/fusetest"
 	"github.com/ociclip/ociclip/internal/testimage"
 	"github.com/ociclip/ociclip/spans"
 )
@@ -158,46 +158,12 @@ func mount(t *testing.T, s *clipstorage.Storage) string {
 			t.Errorf("Unmount: %v", err)
 			exec.Command("fusermount3", "-u", "-z", mnt).Run()
 		}
-		if isMounted(mnt) {
+		if fusetest.IsMounted(mnt) {
 			t.Errorf("%s is still mounted", mnt)
 		}
 	})
-	disablePoll(t, mnt)
+	fusetest.DisablePoll(t, mnt)
 	return mnt
-}
-
-func isMounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
-// disablePoll does go-fuse's "epoll hack" synchronously before the test
-// touches the mount through package os (see the root package's
-// fuse_test.go): the test process is the FUSE server, and a FUSE_POLL
-// sent while every P waits can wedge it.
-func disablePoll(t *testing.T, mnt string) {
-	t.Helper()
-	fd, err := syscall.Open(filepath.Join(mnt, ".go-fuse-epoll-hack"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("opening go-fuse's poll hack file on %s: %v", mnt, err)
-	}
-	defer syscall.Close(fd)
-	pfd := struct {
-		fd              int32
-		events, revents int16
-	}{fd: int32(fd), events: 0x1 | 0x2 | 0x4}
-	var zero syscall.Timespec
-	if _, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0); errno != 0 {
-		t.Fatalf("ppoll on go-fuse's poll hack file: %v", errno)
-	}
 }
 
 // entry is what the comparison looks at for one path.
