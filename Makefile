@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 BENCHTIME ?= 1x
 PKGS      := ./...
 
-.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-data clean
+.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-mount bench-data clean
 
 all: build
 
@@ -68,6 +68,12 @@ BENCHRUNS ?= 3
 bench: build
 	@test -f bench/data/size512-zstd/index.json || $(MAKE) bench-data
 	$(GO) run ./bench/cmd/benchreport -data bench/data -ociclip bin/ociclip -runs $(BENCHRUNS) $(BENCHFLAGS)
+	$(MAKE) bench-mount
+
+# Lazy mounts side by side: ociclip's storage (clipstorage) and clip's own
+# (clip.MountArchive), same archive, same loopback registry; needs FUSE.
+bench-mount:
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkMount$$' -benchtime 1x -timeout 60m .
 
 clean:
 	rm -rf bin

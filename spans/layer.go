@@ -185,9 +185,17 @@ func (l *layer) produce(ctx context.Context, src Source, i int, inflated, fetche
 		if j := sort.Search(len(l.points), func(j int) bool { return l.points[j].UOff > s }) - 1; j >= 0 {
 			rp = l.points[j]
 		}
+		// The span ends at most a chunk after the last point before its
+		// end: fetch to that point plus as many bytes as the rest could
+		// take uncompressed, and never past the next point (fetched reads
+		// on if the decoder needs more).
 		hi := l.size
-		if j := sort.Search(len(l.points), func(j int) bool { return l.points[j].UOff >= e }); j < len(l.points) {
-			hi = min(l.size, l.points[j].COff+blobMargin)
+		next := sort.Search(len(l.points), func(j int) bool { return l.points[j].UOff >= e })
+		if next < len(l.points) {
+			hi = min(hi, l.points[next].COff+blobMargin)
+		}
+		if j := next - 1; j >= 0 && l.points[j].UOff > rp.UOff {
+			hi = min(hi, l.points[j].COff+(e-l.points[j].UOff)+blobMargin)
 		}
 		lo := rp.COff
 		if hi < lo {
