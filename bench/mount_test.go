@@ -3,10 +3,13 @@ package bench
 import (
 	"bufio"
 	"context"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"sort"
 	"strings"
 	"testing"
@@ -45,7 +48,10 @@ const traceFile = "trace-python3.txt"
 //   - walk: every file of the image read in walk order.
 //
 // Metrics: wall-s (seconds for the scenario), fetched-MiB (blob bytes the
-// registry sent), peak-MiB (Go memory above the start).
+// registry sent), peak-MiB (Go memory above the start: with the registry's
+// blobs in memory, the GC lets garbage grow to their size), live-MiB (the
+// peak of the live heap after each GC above the start: what the storage
+// keeps), and for ociclip spans (fetched) and inflated-MiB.
 func BenchmarkMount(b *testing.B) {
 	if err := clipstorage.CheckFUSE(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -87,18 +93,26 @@ func BenchmarkMount(b *testing.B) {
 				for b.Loop() {
 					var mnt string
 					var stop func()
+					var stats func() spans.Stats
 					if storage == "ociclip" {
-						mnt, stop = mountOciclip(b, out, ref)
+						mnt, stats, stop = mountOciclip(b, out, ref)
 					} else {
 						mnt, stop = mountClipStorage(b, out)
 					}
 					mem := startMem()
+					live := startLive()
 					before := reg.BlobBytes("")
 					start := time.Now()
 					sc.run(b, mnt)
 					wall := time.Since(start)
 					fetched := reg.BlobBytes("") - before
 					mem.report(b)
+					live.report(b)
+					if stats != nil {
+						st := stats()
+						b.ReportMetric(float64(st.Misses), "spans")
+						b.ReportMetric(float64(st.Inflated)/(1<<20), "inflated-MiB")
+					}
 					stop()
 					b.ReportMetric(wall.Seconds(), "wall-s")
 					b.ReportMetric(float64(fetched)/(1<<20), "fetched-MiB")
@@ -160,21 +174,34 @@ func traceFiles(a *archive.Archive) []string {
 	return out
 }
 
+// readFile reads a file to its end through buf (so that the reading side
+// allocates nothing per file and peak-MiB is the storage's).
+func readFile(p string, buf []byte) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+	return err
+}
+
 func readFiles(b *testing.B, mnt string, paths []string) {
+	buf := make([]byte, 1<<20)
 	for _, p := range paths {
-		if _, err := os.ReadFile(filepath.Join(mnt, p)); err != nil {
+		if err := readFile(filepath.Join(mnt, p), buf); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func walkAll(b *testing.B, mnt string) {
+	buf := make([]byte, 1<<20)
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
-		_, err = os.ReadFile(p)
-		return err
+		return readFile(p, buf)
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -186,7 +213,7 @@ type anonymous struct{}
 func (anonymous) Resolve(authn.Resource) (authn.Authenticator, error) { return authn.Anonymous, nil }
 
 // mountOciclip mounts the archive with clipstorage over the registry.
-func mountOciclip(b *testing.B, out, ref string) (string, func()) {
+func mountOciclip(b *testing.B, out, ref string) (string, func() spans.Stats, func()) {
 	src, err := blobs.NewRegistry(ref, blobs.RegistryOptions{Keychain: anonymous{}, Logf: b.Logf})
 	if err != nil {
 		b.Fatal(err)
@@ -204,7 +231,7 @@ func mountOciclip(b *testing.B, out, ref string) (string, func()) {
 		b.Fatal(err)
 	}
 	fusetest.DisablePoll(b, mnt)
-	return mnt, func() {
+	return mnt, s.Stats, func() {
 		if err := m.Unmount(30 * time.Second); err != nil {
 			b.Error(err)
 			exec.Command("fusermount3", "-u", "-z", mnt).Run()
@@ -244,4 +271,46 @@ func mountClipStorage(b *testing.B, out string) (string, func()) {
 			b.Errorf("clip's FUSE server for %s did not stop", mnt)
 		}
 	}
+}
+
+// liveSampler keeps the peak of the live heap (as of the last GC) above
+// its value at the start.
+type liveSampler struct {
+	stop, done chan struct{}
+	base, peak uint64
+}
+
+func readLive() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func startLive() *liveSampler {
+	runtime.GC()
+	l := &liveSampler{stop: make(chan struct{}), done: make(chan struct{}), base: readLive()}
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			l.peak = max(l.peak, readLive())
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return l
+}
+
+func (l *liveSampler) report(b *testing.B) {
+	close(l.stop)
+	<-l.done
+	var d uint64
+	if l.peak > l.base {
+		d = l.peak - l.base
+	}
+	b.ReportMetric(float64(d)/(1<<20), "live-MiB")
 }

@@ -43,6 +43,13 @@ var (
 // DefaultCacheSize is the memory cache budget when Options.CacheSize is 0.
 const DefaultCacheSize = 128 << 20
 
+// A read is sequential (and triggers read-ahead) when it starts at most
+// seqGap bytes after the end of one of the last reads of its layer.
+const seqGap = 8 << 10
+
+// seqDecodeAhead is how far past a sequential read its span is decoded.
+const seqDecodeAhead = 256 << 10
+
 // DefaultMaxSpan is Options.MaxSpan's default.
 const DefaultMaxSpan = 64 << 20
 
@@ -59,8 +66,9 @@ type Options struct {
 	CacheDir string
 	// Parallel bounds the spans fetched at once (0: 4).
 	Parallel int
-	// ReadAhead is how many spans after a sequential read are fetched in
-	// the background (0: 1; negative: none).
+	// ReadAhead is how many spans after a sequential read (one that
+	// continues the previous read of its layer) are fetched in the
+	// background (0: 1; negative: none).
 	ReadAhead int
 	// FetchTimeout bounds the fetch and decoding of one span (0: 2 minutes)
 	// and of a whole layer (ten times as long).
@@ -110,11 +118,13 @@ type spanKey struct {
 
 type entry struct {
 	k spanKey
-	b []byte
+	b []byte // the span, or a prefix of it (capacity: the whole span)
+	c *cont  // the decoder to continue a prefix, nil for a whole span
 }
 
 type call struct {
 	done chan struct{}
+	want int64 // bytes of the span to produce
 	b    []byte
 	err  error
 }
@@ -172,6 +182,9 @@ func (e *Engine) Close() error {
 			l.whole = nil
 		}
 		l.wholeOnce.Unlock()
+	}
+	for el := e.lru.Front(); el != nil; el = el.Next() {
+		el.Value.(*entry).c.close()
 	}
 	e.lru.Init()
 	e.byKey = map[spanKey]*list.Element{}
@@ -253,22 +266,36 @@ func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) err
 	if first < 0 || last >= l.spans() {
 		return fmt.Errorf("%w: layer %s: offset %d outside its spans", ErrVerify, d, uoff)
 	}
+	// A sequential read (a file read in order, or files read in the order
+	// of the layer) reads the next span ahead.
+	sequential := l.continues(uoff, uoff+int64(len(p)))
 	// Start the spans after the first in the background: a read across
 	// several spans decodes them in parallel.
 	for i := first + 1; i <= last; i++ {
 		e.prefetch(l, i, false)
 	}
 	for i := first; i <= last; i++ {
-		b, err := e.span(ctx, l, i)
+		s, end := l.bounds[i], l.bounds[i+1]
+		need := end - s
+		if i == last {
+			// The last span is decoded only up to the chunk that ends
+			// the read (a sequential read: a little further), on average
+			// half the inflation for a file opened at container start; a
+			// later read further on continues the decoder from there.
+			upto := uoff + int64(len(p))
+			if sequential {
+				upto += seqDecodeAhead
+			}
+			need = min(end, (upto+l.chunk-1)/l.chunk*l.chunk) - s
+		}
+		b, err := e.span(ctx, l, i, need)
 		if err != nil {
 			return err
 		}
-		s := l.bounds[i]
-		lo, hi := max(s, uoff), min(l.bounds[i+1], uoff+int64(len(p)))
+		lo, hi := max(s, uoff), min(end, uoff+int64(len(p)))
 		copy(p[lo-uoff:hi-uoff], b[lo-s:hi-s])
 	}
-	prev := l.last.Swap(int64(last))
-	if e.opts.ReadAhead > 0 && (prev == int64(first) || prev == int64(first)-1) {
+	if e.opts.ReadAhead > 0 && sequential {
 		for k := 1; k <= e.opts.ReadAhead && last+k < l.spans(); k++ {
 			e.prefetch(l, last+k, true)
 		}
@@ -280,8 +307,10 @@ func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) err
 // fetched; optional fetches are skipped when all fetch slots are busy.
 func (e *Engine) prefetch(l *layer, i int, optional bool) {
 	k := spanKey{l.digest, i}
+	full := l.bounds[i+1] - l.bounds[i]
 	e.mu.Lock()
-	_, cached := e.byKey[k]
+	el, cached := e.byKey[k]
+	cached = cached && int64(len(el.Value.(*entry).b)) == full
 	_, busy := e.inflight[k]
 	e.mu.Unlock()
 	if cached || busy || e.ctx.Err() != nil {
@@ -293,55 +322,92 @@ func (e *Engine) prefetch(l *layer, i int, optional bool) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		e.span(e.ctx, l, i) // the error is logged by fetch; a read retries
+		e.span(e.ctx, l, i, full) // the error is logged by fetch; a read retries
 	}()
 }
 
-// span returns span i of l: from the memory cache, or from the one fetch
-// of it in flight, or fetched now.
-func (e *Engine) span(ctx context.Context, l *layer, i int) ([]byte, error) {
+// span returns at least the first need bytes of span i of l: from the
+// memory cache, or from the one fetch of it in flight, or fetched now (a
+// prefix in the cache is continued from where its decoder stopped).
+func (e *Engine) span(ctx context.Context, l *layer, i int, need int64) ([]byte, error) {
 	k := spanKey{l.digest, i}
-	e.mu.Lock()
-	if el, ok := e.byKey[k]; ok {
-		e.lru.MoveToFront(el)
+	for {
+		e.mu.Lock()
+		want := need
+		if el, ok := e.byKey[k]; ok {
+			b := el.Value.(*entry).b
+			if int64(len(b)) >= need {
+				e.lru.MoveToFront(el)
+				e.mu.Unlock()
+				e.hits.Add(1)
+				return b, nil
+			}
+		}
+		c, ok := e.inflight[k]
+		if !ok {
+			c = &call{done: make(chan struct{}), want: want}
+			e.inflight[k] = c
+			e.bg.Add(1)
+			go e.fetch(l, i, k, c)
+		}
 		e.mu.Unlock()
-		e.hits.Add(1)
-		return el.Value.(*entry).b, nil
-	}
-	c, ok := e.inflight[k]
-	if !ok {
-		c = &call{done: make(chan struct{})}
-		e.inflight[k] = c
-		e.bg.Add(1)
-		go e.fetch(l, i, k, c)
-	}
-	e.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.b, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err != nil || int64(len(c.b)) >= need {
+			return c.b, c.err
+		}
+		// The fetch in flight was of a shorter prefix: go again.
 	}
 }
 
-// fetch produces span i (disk cache or source) and completes c. It runs on
-// the engine's context with the fetch timeout, so that a reader giving up
-// does not fail the others waiting for the same span.
+// fetch produces the first c.want bytes of span i (from the disk cache or
+// the source) and completes c. It runs on the engine's context with the
+// fetch timeout, so that a reader giving up does not fail the others
+// waiting for the same span.
 func (e *Engine) fetch(l *layer, i int, k spanKey, c *call) {
 	defer e.bg.Done()
 	ctx, cancel := context.WithTimeout(e.ctx, e.opts.FetchTimeout)
 	defer cancel()
-	b, err := e.loadDisk(l, i)
+	full := l.bounds[i+1] - l.bounds[i]
+	// A prefix in the cache is continued with its decoder: take it out of
+	// the cache while the decoder runs.
+	var prev *entry
+	e.mu.Lock()
+	if el, ok := e.byKey[k]; ok {
+		if en := el.Value.(*entry); en.c != nil && int64(len(en.b)) < c.want {
+			e.lru.Remove(el)
+			delete(e.byKey, k)
+			e.cached -= int64(cap(en.b))
+			prev = en
+		}
+	}
+	e.mu.Unlock()
+	var b []byte
+	var co *cont
+	var err error
+	if prev == nil {
+		b, err = e.loadDisk(l, i)
+	}
 	if b == nil && err == nil {
 		select {
 		case e.sem <- struct{}{}:
-			e.misses.Add(1)
-			b, err = l.produce(ctx, e.src, i, &e.inflated, &e.fetched)
+			if prev != nil {
+				b, co, err = l.extend(ctx, i, prev.b, prev.c, c.want)
+			} else {
+				e.misses.Add(1)
+				b, co, err = l.produce(ctx, e.src, i, c.want, &e.inflated, &e.fetched)
+			}
 			<-e.sem
 		case <-ctx.Done():
+			if prev != nil {
+				prev.c.close()
+			}
 			err = ctx.Err()
 		}
-		if err == nil {
+		if err == nil && int64(len(b)) == full {
 			e.storeDisk(l, i, b)
 		}
 	} else if err == nil {
@@ -355,29 +421,42 @@ func (e *Engine) fetch(l *layer, i int, k spanKey, c *call) {
 	e.mu.Lock()
 	delete(e.inflight, k)
 	if err == nil {
-		e.insert(k, b)
+		e.insert(k, b, co)
 	}
 	e.mu.Unlock()
 	close(c.done)
 }
 
-// insert adds a span to the LRU and evicts the least recently used spans
-// beyond the budget. e.mu is held.
-func (e *Engine) insert(k spanKey, b []byte) {
-	if e.opts.CacheSize < 0 || int64(len(b)) > e.opts.CacheSize {
+// insert adds a span (or a prefix of it, with its decoder c) to the LRU
+// and evicts the least recently used spans beyond the budget; a span
+// counts for its whole size. e.mu is held.
+func (e *Engine) insert(k spanKey, b []byte, c *cont) {
+	if e.opts.CacheSize < 0 || int64(cap(b)) > e.opts.CacheSize || e.ctx.Err() != nil {
+		c.close()
 		return
 	}
-	if _, ok := e.byKey[k]; ok {
-		return
+	if el, ok := e.byKey[k]; ok {
+		// Another fetch of the span finished first: keep the longer.
+		old := el.Value.(*entry)
+		if len(old.b) >= len(b) {
+			c.close()
+			return
+		}
+		old.c.close()
+		e.cached += int64(cap(b) - cap(old.b))
+		old.b, old.c = b, c
+		e.lru.MoveToFront(el)
+	} else {
+		e.byKey[k] = e.lru.PushFront(&entry{k, b, c})
+		e.cached += int64(cap(b))
 	}
-	e.byKey[k] = e.lru.PushFront(&entry{k, b})
-	e.cached += int64(len(b))
 	for e.cached > e.opts.CacheSize {
 		el := e.lru.Back()
 		en := el.Value.(*entry)
 		e.lru.Remove(el)
 		delete(e.byKey, en.k)
-		e.cached -= int64(len(en.b))
+		en.c.close()
+		e.cached -= int64(cap(en.b))
 	}
 }
 

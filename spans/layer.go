@@ -18,10 +18,11 @@ const defaultChunk = 64 << 10
 // plainSpan is the span size of uncompressed layers.
 const plainSpan = 1 << 20
 
-// blobMargin is how far past the next resume point's byte a gzip span's
-// fetch reaches (the decoder may look a few bytes ahead; fetched extends
-// further if it needs more).
-const blobMargin = 4 << 10
+// blobMargin is how far past the compressed byte a gzip span's data ends in
+// its fetch reaches: the inflater decodes up to a window (32 KiB) of output
+// ahead of what is read from it, so it reads on past the block that ends
+// the span (fetched extends further if it needs more).
+const blobMargin = 32 << 10
 
 // layer is what the engine knows of one layer: its compression, sizes, the
 // checkpoints and frames it can start decoding at, and its spans.
@@ -44,13 +45,15 @@ type layer struct {
 	whole     *wholeLayer
 	wholeOnce sync.Mutex
 
-	last atomic.Int64 // last span read (for read-ahead), -1 at first
+	// ends are where the last reads of the layer ended (for read-ahead).
+	endsMu sync.Mutex
+	ends   [8]int64
+	endsN  int
 }
 
 // layerState builds the layer's state from the archive and the blob size.
 func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, error) {
 	l := &layer{digest: d, size: size, usize: -1, chunk: defaultChunk, comp: layerz.None}
-	l.last.Store(-1)
 	var ext *archive.LayerExtension
 	if a.Extension != nil {
 		for i := range a.Extension.Layers {
@@ -168,15 +171,39 @@ func (l *layer) checkRange(uoff, n int64) error {
 	return nil
 }
 
-// produce fetches and decodes span i, verifying its checksum chunks.
-func (l *layer) produce(ctx context.Context, src Source, i int, inflated, fetchedN *atomic.Int64) ([]byte, error) {
-	s, e := l.bounds[i], l.bounds[i+1]
-	out := make([]byte, e-s)
+// cont is the decoder of a span decoded only in part, positioned where the
+// prefix ends, so that a later read continues it instead of inflating again
+// from the resume point.
+type cont struct {
+	r      io.Reader
+	f      *fetched
+	closer io.Closer
+}
+
+func (c *cont) close() {
+	if c != nil && c.closer != nil {
+		c.closer.Close()
+	}
+}
+
+// produce fetches and decodes the first want bytes of span i (want is a
+// multiple of the chunk size, or the whole span; uncompressed spans are
+// always read whole), verifying its checksum chunks. The slice returned has
+// the capacity of the whole span; for a prefix, the decoder to continue it
+// is returned too.
+func (l *layer) produce(ctx context.Context, src Source, i int, want int64, inflated, fetchedN *atomic.Int64) ([]byte, *cont, error) {
+	s, end := l.bounds[i], l.bounds[i+1]
+	e := end
+	if want > 0 && want < end-s && l.comp != layerz.None {
+		e = s + want
+	}
+	out := make([]byte, end-s)
+	var c *cont
 	switch l.comp {
 	case layerz.None:
 		b, err := fetchRange(ctx, src, l.digest, s, e-s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fetchedN.Add(int64(len(b)))
 		copy(out, b)
@@ -196,62 +223,101 @@ func (l *layer) produce(ctx context.Context, src Source, i int, inflated, fetche
 		}
 		if j := next - 1; j >= 0 && l.points[j].UOff > rp.UOff {
 			hi = min(hi, l.points[j].COff+(e-l.points[j].UOff)+blobMargin)
+		} else if next < len(l.points) && l.points[next].UOff > rp.UOff {
+			// A prefix of the span: estimate its compressed end from the
+			// span's ratio, a quarter more (fetched reads on if short).
+			np := l.points[next]
+			est := (np.COff - rp.COff) * (e - rp.UOff) / (np.UOff - rp.UOff)
+			hi = min(hi, rp.COff+est+est/4+blobMargin)
 		}
 		lo := rp.COff
 		if hi < lo {
-			return nil, fmt.Errorf("%w: layer %s: resume points out of order at %d", ErrVerify, l.digest, s)
+			return nil, nil, fmt.Errorf("%w: layer %s: resume points out of order at %d", ErrVerify, l.digest, s)
 		}
 		b, err := fetchRange(ctx, src, l.digest, lo, hi-lo)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fetchedN.Add(int64(len(b)))
 		blob := &fetched{ctx: ctx, src: src, digest: l.digest, size: l.size, base: lo, buf: b, n: fetchedN}
 		rc, err := layerz.OpenAt(blob, l.size, rp)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrVerify, err)
+			return nil, nil, fmt.Errorf("%w: %v", ErrVerify, err)
 		}
-		defer rc.Close()
-		if err := decodeInto(rc, s-rp.UOff, out, inflated); err != nil {
-			return nil, fmt.Errorf("layer %s at %d: %w", l.digest, s, err)
+		c = &cont{r: &countReader{r: rc, n: inflated}, f: blob, closer: rc}
+		if err := decodeInto(c.r, s-rp.UOff, out[:e-s]); err != nil {
+			c.close()
+			return nil, nil, fmt.Errorf("layer %s at %d: %w", l.digest, s, err)
 		}
 	case layerz.Zstd:
 		j := sort.Search(len(l.frames), func(j int) bool { return l.frames[j].UOff > s }) - 1
 		if j < 0 {
-			return nil, fmt.Errorf("%w: layer %s: offset %d before the first zstd frame", ErrVerify, l.digest, s)
+			return nil, nil, fmt.Errorf("%w: layer %s: offset %d before the first zstd frame", ErrVerify, l.digest, s)
 		}
 		k := sort.Search(len(l.frames), func(k int) bool { return l.frames[k].UOff >= e })
+		kEnd := sort.Search(len(l.frames), func(k int) bool { return l.frames[k].UOff >= end })
 		lo := l.frames[j].COff
 		hi := lo
 		for _, f := range l.frames[j:k] {
 			hi = max(hi, f.COff+f.CLen)
 		}
 		if hi > l.size || hi <= lo {
-			return nil, fmt.Errorf("%w: layer %s: zstd frames at %d outside the %d-byte blob", ErrVerify, l.digest, lo, l.size)
+			return nil, nil, fmt.Errorf("%w: layer %s: zstd frames at %d outside the %d-byte blob", ErrVerify, l.digest, lo, l.size)
 		}
 		b, err := fetchRange(ctx, src, l.digest, lo, hi-lo)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		fetchedN.Add(int64(len(b)))
-		blob := &fetched{ctx: ctx, src: src, digest: l.digest, size: hi, base: lo, buf: b, n: fetchedN}
-		fs := &frameSeq{blob: blob, frames: l.frames[j:k], end: e}
-		defer fs.Close()
-		if err := decodeInto(fs, s-l.frames[j].UOff, out, inflated); err != nil {
-			return nil, fmt.Errorf("layer %s at %d: %w", l.digest, s, err)
+		blob := &fetched{ctx: ctx, src: src, digest: l.digest, size: l.size, base: lo, buf: b, n: fetchedN}
+		fs := &frameSeq{blob: blob, frames: l.frames[j:kEnd], end: end}
+		c = &cont{r: &countReader{r: fs, n: inflated}, f: blob, closer: fs}
+		if err := decodeInto(c.r, s-l.frames[j].UOff, out[:e-s]); err != nil {
+			c.close()
+			return nil, nil, fmt.Errorf("layer %s at %d: %w", l.digest, s, err)
 		}
 	default:
-		return nil, fmt.Errorf("%w: layer %s: unknown compression", ErrVerify, l.digest)
+		return nil, nil, fmt.Errorf("%w: layer %s: unknown compression", ErrVerify, l.digest)
 	}
-	if err := l.verify(out, s); err != nil {
-		return nil, err
+	if err := l.verify(out[:e-s], s); err != nil {
+		c.close()
+		return nil, nil, err
 	}
-	return out, nil
+	if e == end {
+		c.close()
+		c = nil
+	}
+	return out[:e-s], c, nil
+}
+
+// extend decodes span i on from its prefix b to want bytes with c, verifying
+// the new chunks; c is closed once the span is whole.
+func (l *layer) extend(ctx context.Context, i int, b []byte, c *cont, want int64) ([]byte, *cont, error) {
+	s := l.bounds[i]
+	n := int64(len(b))
+	want = min(want, int64(cap(b)))
+	c.f.ctx = ctx
+	if _, err := io.ReadFull(c.r, b[n:want]); err != nil {
+		c.close()
+		if errorsIsFetch(err) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("%w: layer %s at %d: %v", ErrVerify, l.digest, s+n, err)
+	}
+	b = b[:want]
+	if err := l.verify(b[n:], s+n); err != nil {
+		c.close()
+		return nil, nil, err
+	}
+	if want == int64(cap(b)) {
+		c.close()
+		c = nil
+	}
+	return b, c, nil
 }
 
 // decodeInto skips skip bytes of r, then fills out.
-func decodeInto(r io.Reader, skip int64, out []byte, inflated *atomic.Int64) error {
-	cr := &countReader{r: r, n: inflated}
+func decodeInto(cr io.Reader, skip int64, out []byte) error {
 	if skip < 0 {
 		return fmt.Errorf("%w: decoding starts after the span", ErrVerify)
 	}
@@ -341,4 +407,22 @@ func (s *frameSeq) Close() error {
 	err := s.cur.Close()
 	s.cur = nil
 	return err
+}
+
+// continues records the read [uoff, end) and reports whether it starts
+// where one of the last reads of the layer ended (up to seqGap bytes
+// later: a tar header or two between files read in layer order). FUSE
+// sends a file's reads several at a time, so the last few ends count.
+func (l *layer) continues(uoff, end int64) bool {
+	l.endsMu.Lock()
+	defer l.endsMu.Unlock()
+	seq := false
+	for i := 0; i < min(l.endsN, len(l.ends)); i++ {
+		if e := l.ends[i]; uoff >= e && uoff <= e+seqGap {
+			seq = true
+		}
+	}
+	l.ends[l.endsN%len(l.ends)] = end
+	l.endsN++
+	return seq
 }

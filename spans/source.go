@@ -64,7 +64,7 @@ func (s *raSource) Size(ctx context.Context, d string) (int64, error) {
 
 // extendStep is how much more of a blob the engine fetches when a decoder
 // reads past the compressed range it planned for.
-const extendStep = 256 << 10
+const extendStep = 64 << 10
 
 // fetched is an io.ReaderAt over the part of one blob the engine fetched,
 // [base, base+len(buf)), that fetches further on when a decoder reads on
