@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 BENCHTIME ?= 1x
 PKGS      := ./...
 
-.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-cache bench-data clean
+.PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-cache bench-mount bench-data clean
 
 all: build
 
@@ -74,6 +74,12 @@ BENCHRUNS ?= 3
 bench: build
 	@test -f bench/data/size512-zstd/index.json || $(MAKE) bench-data
 	$(GO) run ./bench/cmd/benchreport -data bench/data -ociclip bin/ociclip -runs $(BENCHRUNS) $(BENCHFLAGS)
+	$(MAKE) bench-mount
+
+# Lazy mounts side by side: ociclip's storage (clipstorage) and clip's own
+# (clip.MountArchive), same archive, same loopback registry; needs FUSE.
+bench-mount:
+	cd bench && $(GO) test -run '^$$' -bench '^BenchmarkMount$$' -benchtime 1x -timeout 60m .
 
 # Only the layer cache through an object store (gofakes3 on 127.0.0.1):
 # no cache, cold and warm on the gzip image.

@@ -1,6 +1,7 @@
 package ociclip
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,16 +9,13 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/beam-cloud/clip/pkg/common"
-	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ociclip/ociclip/archive"
-	"github.com/ociclip/ociclip/ociread"
+	"github.com/ociclip/ociclip/blobs"
+	"github.com/ociclip/ociclip/spans"
 )
 
 // Errors of the Reader; returned errors wrap them.
@@ -29,8 +27,9 @@ var (
 	ErrNotRegular = errors.New("not a regular file")
 	// ErrVerify: bytes inflated through the index do not match the checksums
 	// recorded when the layer was indexed (a wrong checkpoint, a changed
-	// blob, a corrupt index). The reader never returns such bytes.
-	ErrVerify = errors.New("layer data does not match the index")
+	// blob, a corrupt index). The reader never returns such bytes. It is
+	// spans.ErrVerify.
+	ErrVerify = spans.ErrVerify
 )
 
 // BlobOpener gives random access to a layer blob by its digest.
@@ -51,26 +50,23 @@ type BlobOpener interface {
 // symlinks are followed inside the image root as a mount would follow
 // them. Node and Lnode look up clip's nodes by absolute path. A Reader is
 // safe for concurrent use.
+//
+// Reads go through a spans.Engine: each span of a layer is fetched and
+// inflated once, kept in a bounded LRU cache, and shared by concurrent
+// reads (ociclip cat, verify, the mount's storage backend).
 type Reader struct {
 	a      *archive.Archive
-	blobs  BlobOpener
+	src    spans.Source
+	e      *spans.Engine
 	closer io.Closer
-
-	mu     sync.Mutex
-	layers map[string]*layerAccess
-
-	// inflated counts the uncompressed bytes produced by decompression.
-	inflated atomic.Int64
 }
 
 var (
-	_ BlobOpener     = (*layoutBlobs)(nil)
-	_ verifiedOpener = (*layoutBlobs)(nil)
-	_ io.ReaderAt    = nodeReaderAt{}
-	_ fs.FS          = (*Reader)(nil)
-	_ fs.StatFS      = (*Reader)(nil)
-	_ fs.ReadFileFS  = (*Reader)(nil)
-	_ fs.ReadDirFS   = (*Reader)(nil)
+	_ io.ReaderAt   = nodeReaderAt{}
+	_ fs.FS         = (*Reader)(nil)
+	_ fs.StatFS     = (*Reader)(nil)
+	_ fs.ReadFileFS = (*Reader)(nil)
+	_ fs.ReadDirFS  = (*Reader)(nil)
 )
 
 // OpenReader opens the archive at archivePath and the image source that
@@ -82,40 +78,49 @@ func OpenReader(archivePath, source string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := ociread.ParseSource(source)
+	lb, err := blobs.OpenLayout(source)
 	if err != nil {
 		return nil, err
 	}
-	l, err := ociread.OpenSource(src, ociread.OpenOptions{})
-	if err != nil {
-		return nil, err
-	}
-	lb := &layoutBlobs{l: l, open: map[string]io.Closer{}}
-	r := NewReader(a, lb)
+	r := NewSpanReader(a, lb, spans.New(a, lb, spans.Options{}))
 	r.closer = lb
 	return r, nil
 }
 
 // NewReader returns a reader of a's files whose layer bytes come from
-// blobs. Close does not close blobs.
+// blobs, through a span engine with default options. Close does not close
+// blobs.
 func NewReader(a *archive.Archive, blobs BlobOpener) *Reader {
-	return &Reader{a: a, blobs: blobs, layers: map[string]*layerAccess{}}
+	src := spans.ReaderAtSource(blobs)
+	return NewSpanReader(a, src, spans.New(a, src, spans.Options{}))
 }
+
+// NewSpanReader returns a reader of a's files whose layer bytes come from
+// the engine e (built on a and src; src also serves Verify's independent
+// replay). Close closes e.
+func NewSpanReader(a *archive.Archive, src spans.Source, e *spans.Engine) *Reader {
+	return &Reader{a: a, src: src, e: e}
+}
+
+// Engine returns the span engine the reader reads through.
+func (r *Reader) Engine() *spans.Engine { return r.e }
 
 // Archive returns the decoded archive the reader reads.
 func (r *Reader) Archive() *archive.Archive { return r.a }
 
-// Close releases the blob files OpenReader opened.
+// Close stops the span engine and releases the blob files OpenReader
+// opened.
 func (r *Reader) Close() error {
-	if r.closer == nil {
-		return nil
+	err := r.e.Close()
+	if r.closer != nil {
+		err = errors.Join(err, r.closer.Close())
 	}
-	return r.closer.Close()
+	return err
 }
 
 // Inflated returns the number of uncompressed bytes decompressed so far,
 // for tests and benchmarks that check reads stay within one span.
-func (r *Reader) Inflated() int64 { return r.inflated.Load() }
+func (r *Reader) Inflated() int64 { return r.e.Stats().Inflated }
 
 // Lnode returns the node at the absolute path p without following a final
 // symlink (intermediate symlinks are followed).
@@ -202,9 +207,11 @@ type nodeReaderAt struct {
 
 func (x nodeReaderAt) ReadAt(b []byte, off int64) (int, error) { return x.r.readAt(x.n, b, off) }
 
-// readAt reads len(b) bytes of file node n from offset off, as
-// io.ReaderAt: fewer bytes only at the end of the file, with io.EOF.
-func (r *Reader) readAt(n *common.ClipNode, b []byte, off int64) (int, error) {
+// ReadNode reads len(b) bytes of the regular file node n from offset off,
+// as io.ReaderAt: fewer bytes only at the end of the file, with io.EOF.
+// Bytes that do not match the index are an error wrapping ErrVerify, a
+// failing blob source one wrapping spans.ErrFetch.
+func (r *Reader) ReadNode(ctx context.Context, n *common.ClipNode, b []byte, off int64) (int, error) {
 	if n.NodeType != common.FileNode || n.Remote == nil {
 		return 0, fmt.Errorf("%s: %w", n.Path, ErrNotRegular)
 	}
@@ -222,11 +229,10 @@ func (r *Reader) readAt(n *common.ClipNode, b []byte, off int64) (int, error) {
 	if int64(len(want)) > size-off {
 		want = want[:size-off]
 	}
-	la, err := r.checkedLayer(n)
-	if err != nil {
+	if err := r.checkRange(ctx, n); err != nil {
 		return 0, err
 	}
-	if err := r.readLayer(la, want, n.Remote.UOffset+off); err != nil {
+	if err := r.e.ReadAt(ctx, n.Remote.LayerDigest, want, n.Remote.UOffset+off); err != nil {
 		return 0, fmt.Errorf("%s: %w", n.Path, err)
 	}
 	if len(want) < len(b) {
@@ -235,17 +241,18 @@ func (r *Reader) readAt(n *common.ClipNode, b []byte, off int64) (int, error) {
 	return len(want), nil
 }
 
-// checkedLayer returns the layer of file node n after checking that the
-// node's bytes lie inside its uncompressed stream.
-func (r *Reader) checkedLayer(n *common.ClipNode) (*layerAccess, error) {
-	la, err := r.layer(n.Remote.LayerDigest)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", n.Path, err)
+// readAt is ReadNode without a context.
+func (r *Reader) readAt(n *common.ClipNode, b []byte, off int64) (int, error) {
+	return r.ReadNode(context.Background(), n, b, off)
+}
+
+// checkRange checks that file node n's bytes lie inside its layer's
+// uncompressed stream.
+func (r *Reader) checkRange(ctx context.Context, n *common.ClipNode) error {
+	if err := r.e.CheckRange(ctx, n.Remote.LayerDigest, n.Remote.UOffset, n.Remote.ULength); err != nil {
+		return fmt.Errorf("%s: %w", n.Path, err)
 	}
-	if err := la.checkRange(n.Remote.UOffset, n.Remote.ULength); err != nil {
-		return nil, fmt.Errorf("%s: %w", n.Path, err)
-	}
-	return la, nil
+	return nil
 }
 
 // fsNode resolves an fs.FS name (symlinks followed).
@@ -295,7 +302,7 @@ func (r *Reader) ReadFile(name string) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: ErrNotRegular}
 	}
 	// Check the range before allocating for it.
-	if _, err := r.checkedLayer(n); err != nil {
+	if err := r.checkRange(context.Background(), n); err != nil {
 		return nil, err
 	}
 	b := make([]byte, n.Remote.ULength)
@@ -454,55 +461,3 @@ func (fi fileInfo) ModTime() time.Time {
 func (fi fileInfo) IsDir() bool { return fi.n.NodeType == common.DirNode }
 
 func (fi fileInfo) Sys() any { return fi.n }
-
-// layoutBlobs opens layer blobs of a layout by digest.
-type layoutBlobs struct {
-	l    *ociread.Layout
-	mu   sync.Mutex
-	open map[string]io.Closer
-	ras  map[string]io.ReaderAt
-	size map[string]int64
-}
-
-func (b *layoutBlobs) OpenLayer(d string) (io.ReaderAt, int64, error) {
-	dg, err := digest.Parse(d)
-	if err != nil {
-		return nil, 0, fmt.Errorf("layer digest %q: %w", d, err)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ras == nil {
-		b.ras, b.size = map[string]io.ReaderAt{}, map[string]int64{}
-	}
-	if ra, ok := b.ras[d]; ok {
-		return ra, b.size[d], nil
-	}
-	ra, size, c, err := b.l.OpenBlobAt(dg)
-	if err != nil {
-		return nil, 0, err
-	}
-	b.ras[d], b.size[d], b.open[d] = ra, size, c
-	return ra, size, nil
-}
-
-// OpenVerified streams a blob through the layout's verifying reader.
-func (b *layoutBlobs) OpenVerified(desc v1.Descriptor) (io.ReadCloser, error) {
-	return b.l.OpenBlob(desc)
-}
-
-// Close closes the open blob files and the layout.
-func (b *layoutBlobs) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var first error
-	for _, f := range b.open {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	b.open, b.ras, b.size = map[string]io.Closer{}, nil, nil
-	if err := b.l.Close(); err != nil && first == nil {
-		first = err
-	}
-	return first
-}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"path"
 	"slices"
+	"sort"
 
 	"github.com/beam-cloud/clip/pkg/common"
 	"github.com/ociclip/ociclip/layerz"
@@ -40,32 +41,42 @@ type VerifyResult struct {
 // checked. The error is non-nil when any file mismatched or could not be
 // read, or any layer is damaged.
 func (r *Reader) Verify(ctx context.Context, report func(path string, err error)) (*VerifyResult, error) {
-	want, err := r.replay(ctx)
-	if err != nil {
-		return nil, err
+	// The replay runs alongside the reads through the index: both inflate
+	// every layer once.
+	type replayResult struct {
+		w   *replayed
+		err error
 	}
+	replayDone := make(chan replayResult, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		w, err := r.replay(rctx)
+		replayDone <- replayResult{w, err}
+	}()
 	res := &VerifyResult{}
-	for _, d := range r.a.Storage.Layers {
-		if err := want.damaged[d]; err != nil && !slices.Contains(res.DamagedLayers, d) {
-			res.DamagedLayers = append(res.DamagedLayers, d)
-			if report != nil {
-				report(d, err)
-			}
+	// Read the files in layer order (by layer, then by offset), so that the
+	// span engine inflates each span once and its read-ahead runs ahead of
+	// the reads.
+	files := make([]*common.ClipNode, 0, len(r.a.Nodes))
+	for _, n := range r.a.Nodes {
+		if n.NodeType == common.FileNode && n.Remote != nil {
+			files = append(files, n)
 		}
 	}
-	// Reads of twice the default span keep the re-inflation from each
-	// read's checkpoint to about a quarter of the file.
-	buf := make([]byte, 8<<20)
-	for _, n := range r.a.Nodes {
+	sort.SliceStable(files, func(i, j int) bool {
+		a, b := files[i].Remote, files[j].Remote
+		if a.LayerDigest != b.LayerDigest {
+			return a.LayerDigest < b.LayerDigest
+		}
+		return a.UOffset < b.UOffset
+	})
+	sums := make([][32]byte, len(files))
+	rerrs := make([]error, len(files))
+	buf := make([]byte, 1<<20)
+	for i, n := range files {
 		if err := ctx.Err(); err != nil {
 			return res, err
-		}
-		if n.NodeType != common.FileNode || n.Remote == nil {
-			continue
-		}
-		if want.damaged[n.Remote.LayerDigest] != nil {
-			res.Unchecked++
-			continue
 		}
 		res.Files++
 		// Hash in chunks: the node's length is the archive's claim, not
@@ -86,9 +97,30 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 				break
 			}
 		}
+		copy(sums[i][:], h.Sum(nil))
+		rerrs[i] = rerr
+	}
+	rr := <-replayDone
+	if rr.err != nil {
+		return nil, rr.err
+	}
+	want := rr.w
+	for _, d := range r.a.Storage.Layers {
+		if err := want.damaged[d]; err != nil && !slices.Contains(res.DamagedLayers, d) {
+			res.DamagedLayers = append(res.DamagedLayers, d)
+			if report != nil {
+				report(d, err)
+			}
+		}
+	}
+	for i, n := range files {
+		if want.damaged[n.Remote.LayerDigest] != nil {
+			res.Files--
+			res.Unchecked++
+			continue
+		}
+		rerr, got := rerrs[i], sums[i]
 		if rerr == nil {
-			var got [32]byte
-			copy(got[:], h.Sum(nil))
 			exp, ok := want.content(n)
 			switch {
 			case !ok:
@@ -105,6 +137,7 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 		}
 	}
 	if len(res.Mismatches) > 0 {
+		sort.Strings(res.Mismatches)
 		return res, fmt.Errorf("%w: %d of %d files (first: %s)", ErrMismatch, len(res.Mismatches), res.Files, res.Mismatches[0])
 	}
 	if len(res.DamagedLayers) > 0 {
@@ -166,7 +199,7 @@ func (r *Reader) replay(ctx context.Context) (*replayed, error) {
 // at all, told by its magic) and returns the sha256 of every regular file
 // by clean path, adding its hard links to links.
 func replayLayer(r io.Reader, links map[string][]string) (map[string][32]byte, error) {
-	br := bufio.NewReaderSize(r, layerz.SniffLen)
+	br := bufio.NewReaderSize(r, 64<<10)
 	magic, _ := br.Peek(layerz.SniffLen)
 	comp, _ := layerz.Sniff(magic)
 	// layerz.NewReader caps zstd windows as tarindex does, so a hostile

@@ -43,7 +43,7 @@ func (r *Reader) layerDescriptor(d string) (v1.Descriptor, error) {
 		}
 	}
 	if desc.Size < 0 {
-		_, size, err := r.blobs.OpenLayer(d)
+		size, err := r.src.Size(context.Background(), d)
 		if err != nil {
 			return v1.Descriptor{}, err
 		}
@@ -64,7 +64,7 @@ func (r *Reader) replayVerified(ctx context.Context, index, total int, d string,
 	if err != nil {
 		return nil, damaged(err)
 	}
-	rc, err := r.openVerified(desc)
+	rc, err := r.openVerified(ctx, desc)
 	if err != nil {
 		return nil, damaged(err)
 	}
@@ -91,7 +91,7 @@ type layerDamage struct {
 func (e *layerDamage) Error() string   { return e.name + ": " + e.err.Error() }
 func (e *layerDamage) Unwrap() []error { return []error{ErrLayerDamaged, e.err} }
 
-// verifiedOpener is a BlobOpener that also streams a blob through its own
+// verifiedOpener is a blob source that also streams a blob through its own
 // reader that verifies size and digest (a layout's, which names the file).
 type verifiedOpener interface {
 	OpenVerified(desc v1.Descriptor) (io.ReadCloser, error)
@@ -100,13 +100,21 @@ type verifiedOpener interface {
 // openVerified streams the blob of desc through a reader that fails with
 // ociread.ErrSizeMismatch or ErrDigestMismatch when it is not the blob desc
 // names.
-func (r *Reader) openVerified(desc v1.Descriptor) (io.ReadCloser, error) {
-	if vo, ok := r.blobs.(verifiedOpener); ok {
+func (r *Reader) openVerified(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
+	if vo, ok := r.src.(verifiedOpener); ok {
 		return vo.OpenVerified(desc)
 	}
-	ra, size, err := r.blobs.OpenLayer(desc.Digest.String())
+	rc, err := r.src.OpenRange(ctx, desc.Digest.String(), 0, -1)
 	if err != nil {
 		return nil, err
 	}
-	return ociread.VerifyReader(io.NewSectionReader(ra, 0, size), desc, "layer blob "+desc.Digest.String()), nil
+	return readCloser{ociread.VerifyReader(rc, desc, "layer blob "+desc.Digest.String()), rc}, nil
 }
+
+// readCloser reads from one reader and closes another.
+type readCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (rc readCloser) Close() error { return rc.c.Close() }

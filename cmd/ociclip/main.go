@@ -7,6 +7,7 @@
 //	ociclip ls OUT.clip [PATH] [-l] [-R]
 //	ociclip cat OUT.clip PATH --layout oci:DIR [--offset N] [--length N] [-o FILE]
 //	ociclip verify OUT.clip --layout oci:DIR
+//	ociclip mount OUT.clip MOUNTPOINT [--layout SOURCE] [--registry REF] [--cache-dir DIR] [--cache-size SIZE]
 //	ociclip diff A.clip B.clip [--json]
 //	ociclip version [--json]
 //
@@ -65,6 +66,7 @@ func commands() []command {
 		{"ls", "list the nodes of a .clip archive", runLs},
 		{"cat", "print a file of the image, read through the index from the layout", runCat},
 		{"verify", "check every file read through the index against a sequential replay", runVerify},
+		{"mount", "mount the image read-only with clip's FUSE filesystem, reading through the index", runMount},
 		{"diff", "compare the nodes of two .clip archives (exit 1 when they differ)", runDiff},
 		{"version", "print ociclip's version, the clip version it targets and its formats", runVersion},
 	}

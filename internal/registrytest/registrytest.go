@@ -42,8 +42,11 @@ type Registry struct {
 	srv  *httptest.Server
 	host string // "127.0.0.1:PORT"
 
+	opts Options
+
 	mu       sync.Mutex
-	requests []string // "METHOD PATH" of every request served
+	requests []string         // "METHOD PATH" of every request served
+	served   map[string]int64 // blob digest -> body bytes sent
 }
 
 // Start starts an empty registry on 127.0.0.1:0 and shuts it down in
@@ -51,13 +54,19 @@ type Registry struct {
 // say), so that cleanups, which run last-in first-out, stop those first.
 func Start(t testing.TB) *Registry {
 	t.Helper()
-	r := &Registry{}
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options (see Options).
+func StartWith(t testing.TB, opts Options) *Registry {
+	t.Helper()
+	r := &Registry{opts: opts, served: map[string]int64{}}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests = append(r.requests, req.Method+" "+req.URL.Path)
 		r.mu.Unlock()
-		h.ServeHTTP(w, req)
+		r.serveBlob(h, w, req)
 	}))
 	// httptest listens on 127.0.0.1:0 (IPv4 loopback) unless -httptest.serve
 	// is given; refuse anything else so no other address is ever used.
