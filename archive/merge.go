@@ -169,9 +169,13 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		last[l.Entries[i].Path] = i
 	}
 
-	// 1. Resolve hard links against this layer and the lower layers as they
-	// were before this layer's whiteouts.
+	// 1. Resolve hard links by their lexically clean target against this
+	// layer (any position) and the lower layers as they were before this
+	// layer's whiteouts. This is the fallback of step 3, which first
+	// resolves each link as containerd does, when it is applied; an error
+	// here counts only if that fails too.
 	links := map[int]resolved{}
+	linkErrs := map[int]error{}
 	groups := map[int]*linkGroup{} // entry index of a link target in this layer -> group
 	for i := range l.Entries {
 		e := &l.Entries[i]
@@ -183,7 +187,8 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		}
 		r, err := m.resolveLink(l, last, groups, links, i)
 		if err != nil {
-			return err
+			linkErrs[i] = err
+			continue
 		}
 		links[i] = r
 	}
@@ -239,7 +244,10 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 			}
 			n = &tnode{clip: symlinkNode(e, l.Digest), group: g}
 		case tarindex.KindHardlink:
-			r := links[i]
+			r, err := m.applyLink(e, links, linkErrs, i)
+			if err != nil {
+				return err
+			}
 			c := &common.ClipNode{Path: e.Path, NodeType: r.kind, Attr: r.attr, Target: r.target}
 			if r.remote != nil {
 				rc := *r.remote
@@ -256,6 +264,227 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 	return nil
 }
 
+// applyLink resolves the hard link entry e (index i of its layer) when it
+// is applied, as containerd's applier does: the name's old node is removed
+// first (containerd's RemoveAll), then the target's parent path is resolved
+// by rootPath (symlinks followed inside the root, ".." stopping at the
+// root, absolute targets from the root), its last component joined
+// lexically and looked up without following a final symlink (link(2)).
+// When that finds no file or symlink, the link resolves as ociclip always
+// did (step 1 of applyLayer: a target later in the same tar, or one the
+// same layer whites out), else it is an error.
+func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs map[int]error, i int) (resolved, error) {
+	if err := m.detach(e.Path); err != nil {
+		return resolved{}, fmt.Errorf("%s: %w", e.Path, err)
+	}
+	n, err := m.hardlinkTarget(e.Linkname)
+	if err != nil {
+		return resolved{}, fmt.Errorf("%w: %q -> %q: %w", ErrHardlink, e.Path, e.Linkname, err)
+	}
+	if n != nil && n.children == nil {
+		return resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group}, nil
+	}
+	if cl := cleanLinkname(e.Linkname); cl == e.Path || strings.HasPrefix(cl, e.Path+"/") {
+		return resolved{}, fmt.Errorf("%w: %q -> %q: the link replaces its own target", ErrHardlink, e.Path, e.Linkname)
+	}
+	if r, ok := links[i]; ok {
+		return r, nil
+	}
+	if n != nil {
+		return resolved{}, fmt.Errorf("%w: %q -> %q: target is a directory", ErrHardlink, e.Path, e.Linkname)
+	}
+	if err := linkErrs[i]; err != nil {
+		return resolved{}, err
+	}
+	return resolved{}, fmt.Errorf("%w: %q -> %q: target does not exist", ErrHardlink, e.Path, e.Linkname)
+}
+
+// detach removes the node at the clean path p (symlinks in its parents
+// followed as in put), so that a hard link cannot name what it replaces.
+func (m *merger) detach(p string) error {
+	dir, name := path.Split(p)
+	d, _, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
+	if err != nil || d == nil {
+		return err
+	}
+	delete(d.children, name)
+	return nil
+}
+
+// hardlinkTarget returns the node a hard link to linkname (the tar's
+// Linkname, verbatim) names, or nil: containerd's hardlinkRootPath. The
+// parent part is resolved by rootPath, the base joined lexically (so
+// "x/.." names x's parent and "x/" the resolved x), and the result looked
+// up without following a final symlink.
+func (m *merger) hardlinkTarget(linkname string) (*tnode, error) {
+	dir, base := path.Split(linkname)
+	if base != "" && base != "." && base != ".." && !strings.Contains(dir, "..") {
+		// Fast path: a target whose parents are plain directories needs
+		// no resolution (the common case, and every real image's).
+		clean := path.Clean("/" + dir)
+		if d, real, err := m.walk(clean, false, false, "", 0, 0); err == nil && d != nil && real == clean {
+			return d.children[base], nil
+		}
+	}
+	rd, err := m.rootPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	return m.lstat(path.Join(rd, base))
+}
+
+// lstat returns the node at the clean absolute path p without following a
+// final symlink, or nil when there is none. Symlinks in the parents are
+// followed as the kernel does (inside the root here).
+func (m *merger) lstat(p string) (*tnode, error) {
+	if p == "/" {
+		return m.root, nil
+	}
+	dir, name := path.Split(p)
+	d, _, err := m.walk(path.Clean(dir), false, false, "", 0, 0)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	return d.children[name], nil
+}
+
+// maxRootPathLinks is the number of symlinks rootPath follows before it
+// gives up, as containerd's (continuity's fs.RootPath: more than 255).
+const maxRootPathLinks = 255
+
+// rootPath is continuity's fs.RootPath (which containerd's applier uses for
+// entry parents and hard-link targets) on the merge tree: it resolves p
+// (relative to the root, any form) to a clean absolute path with every
+// existing component a non-symlink. Symlinks are followed inside the root,
+// absolute targets from the root, ".." stops at the root; a component that
+// does not exist is taken as it is. Note that, as in continuity, ".." after
+// a symlink target's component is applied lexically to the target text,
+// not to the resolved path. The work is bounded by MaxPathLen (ErrLimit)
+// and more than maxRootPathLinks symlinks are ErrSymlinkLoop.
+func (m *merger) rootPath(p string) (string, error) {
+	if p == "" {
+		return "/", nil
+	}
+	w := rootPathWalk{m: m, orig: p}
+	for {
+		before := w.links
+		np, err := w.walkLinks(p)
+		if err != nil {
+			return "", err
+		}
+		p = np
+		if before == w.links {
+			np = path.Join("/", np)
+			if p == np {
+				return np, nil
+			}
+			p = np
+		}
+	}
+}
+
+// rootPathWalk is the state of one rootPath call.
+type rootPathWalk struct {
+	m     *merger
+	orig  string
+	links int               // symlinks followed
+	steps int               // directory lookups, bounded by 4 * MaxPathLen
+	dirs  map[string]*tnode // clean path -> directory there (nil: none)
+}
+
+// dir returns the directory at the clean absolute path d, following
+// symlinks in it as the kernel does, or nil. Results are memoized, so that
+// the lookups of one rootPath cost one step per distinct directory.
+func (w *rootPathWalk) dir(d string) (*tnode, error) {
+	if d == "/" {
+		return w.m.root, nil
+	}
+	if n, ok := w.dirs[d]; ok {
+		return n, nil
+	}
+	if w.steps++; w.steps > 4*w.m.lim.MaxPathLen {
+		return nil, w.m.walkLimitErr(w.orig)
+	}
+	parent, err := w.dir(path.Dir(d))
+	if err != nil {
+		return nil, err
+	}
+	var n *tnode
+	if parent != nil {
+		switch c := parent.children[path.Base(d)]; {
+		case c == nil || c.children != nil:
+			n = c
+		case c.clip.NodeType == common.SymLinkNode:
+			// An unresolved symlink in a target's text: the kernel walk
+			// (itself bounded by MaxPathLen) counts as d's components.
+			if w.steps += strings.Count(d, "/"); w.steps > 4*w.m.lim.MaxPathLen {
+				return nil, w.m.walkLimitErr(w.orig)
+			}
+			if n, _, err = w.m.walk(d, false, false, "", 0, 0); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if w.dirs == nil {
+		w.dirs = map[string]*tnode{}
+	}
+	w.dirs[d] = n
+	return n, nil
+}
+
+// walkLink is continuity's walkLink: the target of p if it is a symlink.
+func (w *rootPathWalk) walkLink(p string) (string, bool, error) {
+	if w.links > maxRootPathLinks {
+		return "", false, fmt.Errorf("%w resolving %s", ErrSymlinkLoop, w.orig)
+	}
+	p = path.Join("/", p)
+	if p == "/" {
+		return p, false, nil
+	}
+	d, err := w.dir(path.Dir(p))
+	if err != nil {
+		return "", false, err
+	}
+	var n *tnode
+	if d != nil {
+		n = d.children[path.Base(p)]
+	}
+	if n == nil || n.clip.NodeType != common.SymLinkNode {
+		return p, false, nil
+	}
+	w.links++
+	return n.clip.Target, true, nil
+}
+
+// walkLinks is continuity's walkLinks.
+func (w *rootPathWalk) walkLinks(p string) (string, error) {
+	dir, file := path.Split(p)
+	switch {
+	case dir == "":
+		np, _, err := w.walkLink(file)
+		return np, err
+	case file == "":
+		if dir == "/" {
+			return dir, nil
+		}
+		return w.walkLinks(dir[:len(dir)-1])
+	default:
+		newdir, err := w.walkLinks(dir)
+		if err != nil {
+			return "", err
+		}
+		np, islink, err := w.walkLink(path.Join(newdir, file))
+		if err != nil || !islink || path.IsAbs(np) {
+			return np, err
+		}
+		return path.Join(newdir, np), nil
+	}
+}
+
+// cleanLinkname is a hard link's target as a clean absolute path, ".."
+// stopping at the root, without resolving symlinks.
+func cleanLinkname(l string) string { return path.Clean("/" + l) }
+
 // resolveLink follows the hard link at entry index i of layer l to a file or
 // symlink, in this layer (any position) or below. The hard links of this
 // layer passed on the way get the same result in links, and a link found
@@ -263,7 +492,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 // O(n^2).
 func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[int]*linkGroup, links map[int]resolved, i int) (resolved, error) {
 	e := &l.Entries[i]
-	target := e.Linkname
+	target := cleanLinkname(e.Linkname)
 	seen := map[string]bool{e.Path: true}
 	var via []int // hard links of this layer passed on the way
 	done := func(r resolved) (resolved, error) {
@@ -285,7 +514,7 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 					return done(r)
 				}
 				via = append(via, j)
-				target = t.Linkname
+				target = cleanLinkname(t.Linkname)
 				continue
 			case tarindex.KindFile, tarindex.KindSymlink:
 				g := groups[j]
@@ -411,13 +640,22 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 	return nil
 }
 
-// walkDir resolves the directory path p component by component, following
-// symlinks inside the root (absolute targets from the root, ".." stopping
-// at the root) and returns the directory and its real path. With create,
-// missing directories are created (synthesized, with mtime and the inode of
-// layerDigest + path) and a non-directory in the way is replaced by one;
-// without it, nil is returned for a path that does not lead to a directory.
+// walkDir resolves the directory path p (clean, absolute) as containerd's
+// applier resolves an entry's parent: while its components are
+// directories, as they are; at the first symlink, by rootPath. It returns
+// the directory and its real path. With create, missing directories are
+// created (synthesized, with mtime and the inode of layerDigest + path)
+// and a non-directory in the way is replaced by one; without it, nil is
+// returned for a path that does not lead to a directory.
 func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+	return m.walk(p, create, true, layerDigest, mtime, mtimensec)
+}
+
+// walk is walkDir; with applier false, symlinks are followed component by
+// component as the kernel does (inside the root: absolute targets from
+// the root, ".." stopping at the root), which is how rootPath looks paths
+// up.
+func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
 	cur, curPath := m.root, "/"
 	steps := 0
 	if strings.HasPrefix(p, "/") && path.Clean(p) == p {
@@ -438,6 +676,13 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 			switch {
 			case child != nil && child.children != nil:
 			case child != nil && child.clip.NodeType == common.SymLinkNode:
+				if applier {
+					real, err := m.rootPath(p)
+					if err != nil {
+						return nil, "", err
+					}
+					return m.walk(real, create, false, layerDigest, mtime, mtimensec)
+				}
 				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec)
 			case !create:
 				return nil, "", nil
@@ -451,6 +696,13 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 			i = end + 1
 		}
 		return cur, curPath, nil
+	}
+	if applier {
+		real, err := m.rootPath(p)
+		if err != nil {
+			return nil, "", err
+		}
+		return m.walk(real, create, false, layerDigest, mtime, mtimensec)
 	}
 	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec)
 }
