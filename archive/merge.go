@@ -642,7 +642,10 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 
 // walkDir resolves the directory path p (clean, absolute) as containerd's
 // applier resolves an entry's parent: while its components are
-// directories, as they are; at the first symlink, by rootPath. It returns
+// directories, as they are; at the first symlink, by rootPath of p made
+// relative, as containerd passes a (relative) tar name's parent: rootPath
+// returns a top-level symlink's target unjoined, so that its ".." apply
+// after the symlinks before them, where joining would clean them away. It returns
 // the directory and its real path. With create, missing directories are
 // created (synthesized, with mtime and the inode of layerDigest + path)
 // and a non-directory in the way is replaced by one; without it, nil is
@@ -677,7 +680,7 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 			case child != nil && child.children != nil:
 			case child != nil && child.clip.NodeType == common.SymLinkNode:
 				if applier {
-					real, err := m.rootPath(p)
+					real, err := m.rootPath(p[1:])
 					if err != nil {
 						return nil, "", err
 					}
@@ -698,7 +701,7 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 		return cur, curPath, nil
 	}
 	if applier {
-		real, err := m.rootPath(p)
+		real, err := m.rootPath(strings.TrimPrefix(p, "/"))
 		if err != nil {
 			return nil, "", err
 		}
@@ -807,6 +810,8 @@ func (m *merger) finish() []*common.ClipNode {
 	}
 	walk(m.root)
 
+	sort.Slice(all, func(i, j int) bool { return all[i].clip.Path < all[j].clip.Path })
+	uniqueInodes(all)
 	nodes := make([]*common.ClipNode, len(all))
 	counted := map[*linkGroup]bool{}
 	for i, n := range all {
@@ -830,8 +835,42 @@ func (m *merger) finish() []*common.ClipNode {
 			counted[n.group] = true
 		}
 	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Path < nodes[j].Path })
 	return nodes
+}
+
+// uniqueInodes gives a fresh inode to every node (with its hard links)
+// whose inode another node of the tree, not one of its names, already has,
+// in path order. clip's inode rule hashes a layer and a tar path, so a
+// hard link to an entry that its layer writes again later keeps the
+// first entry's inode, which the second gets as well; the kernel would
+// take them for one file. Real images have no such pair.
+func uniqueInodes(all []*tnode) {
+	owner := make(map[uint64]any, len(all)) // inode -> its *linkGroup, or *tnode for a directory
+	moved := map[*linkGroup]uint64{}
+	for _, n := range all {
+		var key any = n
+		if n.group != nil {
+			if ino, ok := moved[n.group]; ok {
+				n.clip.Attr.Ino = ino
+				continue
+			}
+			key = n.group
+		}
+		ino := n.clip.Attr.Ino
+		if k, taken := owner[ino]; taken && k != key {
+			for salt := 1; ; salt++ {
+				ino = Inode(fmt.Sprintf("ociclip-inode-%d", salt), n.clip.Path)
+				if _, taken := owner[ino]; !taken {
+					break
+				}
+			}
+			n.clip.Attr.Ino = ino
+			if n.group != nil {
+				moved[n.group] = ino
+			}
+		}
+		owner[ino] = key
+	}
 }
 
 // Inode is clip's inode rule: FNV-1a 64 of layer digest + path; 0 and 1 are

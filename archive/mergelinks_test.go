@@ -62,6 +62,11 @@ func TestMergeHardLinkTargetsAsContainerd(t *testing.T) {
 		if m["/l"].Remote.UOffset != 512 || m["/l"].Attr.Nlink != 1 || m["/f"].Remote.UOffset != 1024 || m["/f"].Attr.Nlink != 1 {
 			t.Errorf("l=%+v f=%+v", m["/l"], m["/f"])
 		}
+		// Both entries are FNV(layer, "/f") by clip's rule: /l, the first
+		// one's only name left, gets another inode (applier_test found it).
+		if m["/l"].Attr.Ino == m["/f"].Attr.Ino {
+			t.Errorf("/l and /f share inode %d", m["/f"].Attr.Ino)
+		}
 	})
 	t.Run("lower target replaced later in the link's layer", func(t *testing.T) {
 		m := merge(t, []tarindex.Entry{file("/f", 512, 1)}, []tarindex.Entry{hardlink("/l", "/f"), file("/f", 1024, 2)})
