@@ -380,6 +380,11 @@ func applierCases() []applierCase {
 			{{Name: "d/", Type: tar.TypeDir, Mode: 0o700}, {Name: "d/s", Mode: 0o4755, Body: []byte("s")}, {Name: "t/", Type: tar.TypeDir, Mode: 0o1777}},
 			{{Name: "d/", Type: tar.TypeDir, Mode: 0o750}, {Name: "d/g", Mode: 0o2711, Body: []byte("g")}},
 		}},
+		{name: "a hard link's header sets the owner, mode and times of the inode", layers: [][]testimage.Entry{
+			{{Name: "f", Mode: 0o755, Uid: 1, Gid: 2, Body: []byte("f")}, {Name: "s", Type: tar.TypeSymlink, Linkname: "f", Uid: 3}},
+			{{Name: "l", Type: tar.TypeLink, Linkname: "f", Mode: 0o640, Uid: 5, Gid: 6}, {Name: "ls", Type: tar.TypeLink, Linkname: "s", Mode: 0o600, Uid: 7}},
+			{{Name: "m", Type: tar.TypeLink, Linkname: "l", Mode: 0o4711, Uid: 8, Gid: 9}},
+		}, umoci: oracleWant{Diffs: []string{"/f: permissions, owner", "/l: permissions, owner", "/ls: owner", "/m: permissions, owner", "/s: owner"}}},
 		// Where the appliers' rules differ (docs/COMPAT.md).
 		// A symlink below the root whose relative target has ".." after
 		// another symlink: containerd joins the target to the symlink's

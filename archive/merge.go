@@ -60,7 +60,14 @@ type tnode struct {
 
 // linkGroup ties together all names of one hard-linked inode so that Nlink
 // can be counted on the final tree.
-type linkGroup struct{ names int }
+type linkGroup struct {
+	names int
+	// meta is the last hard-link entry applied to the inode: as in
+	// containerd's applier, which chowns, chmods and sets the times of
+	// the path it has just linked, its owner, permission bits (not a
+	// symlink's) and times become every name's.
+	meta *tarindex.Entry
+}
 
 // Default merge limits (see MergeLimits).
 const (
@@ -254,6 +261,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 				c.Remote = &rc
 			}
 			n = &tnode{clip: c, group: r.group}
+			r.group.meta = e
 		default:
 			return fmt.Errorf("entry %q: unknown kind %d", e.Path, e.Kind)
 		}
@@ -420,7 +428,14 @@ func (w *rootPathWalk) dir(d string) (*tnode, error) {
 			if w.steps += strings.Count(d, "/"); w.steps > 4*w.m.lim.MaxPathLen {
 				return nil, w.m.walkLimitErr(w.orig)
 			}
-			if n, _, err = w.m.walk(d, false, false, "", 0, 0); err != nil {
+			// A loop there is taken as no directory: containerd's lstat
+			// of the same text goes through the kernel, which follows
+			// an absolute symlink out of the extraction root, to the
+			// host's files, and finds none rather than a loop.
+			if n, _, err = w.m.walk(d, false, false, "", 0, 0); errors.Is(err, ErrSymlinkLoop) {
+				n, err = nil, nil
+			}
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -826,6 +841,14 @@ func (m *merger) finish() []*common.ClipNode {
 		}
 		if n.synth {
 			m.stats.SynthesizedDirs++
+		}
+		if n.group != nil && n.group.meta != nil {
+			a, e := &n.clip.Attr, n.group.meta
+			a.Owner = fuse.Owner{Uid: e.Uid, Gid: e.Gid}
+			if n.clip.NodeType != common.SymLinkNode {
+				a.Mode = a.Mode&^0o7777 | e.Mode&0o7777
+			}
+			setTimes(a, e)
 		}
 		if n.group != nil && n.group.names > 1 {
 			n.clip.Attr.Nlink = uint32(n.group.names)

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"errors"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +84,24 @@ func TestMergeHardLinkTargetsAsContainerd(t *testing.T) {
 		_, _, err = Merge([]LayerEntries{{Digest: "d", Entries: []tarindex.Entry{hardlink("/self", "self")}}}, t0)
 		if !errors.Is(err, ErrHardlink) {
 			t.Errorf("link to itself: err = %v", err)
+		}
+	})
+	t.Run("the link header's owner, mode and times become the inode's", func(t *testing.T) {
+		l := hardlink("/l", "/f")
+		l.Mode, l.Uid, l.Gid, l.ModTime = 0o4711, 5, 6, t0.Add(time.Hour)
+		s := hardlink("/ls", "/s")
+		s.Mode, s.Uid = 0o600, 7
+		m := merge(t, []tarindex.Entry{file("/f", 512, 1), symlink("/s", "f")}, []tarindex.Entry{l, s})
+		for _, p := range []string{"/f", "/l"} {
+			a := m[p].Attr
+			if a.Mode != syscall.S_IFREG|0o4711 || a.Uid != 5 || a.Gid != 6 || a.Mtime != uint64(t0.Unix())+3600 || a.Atime != 0 {
+				t.Errorf("%s: %+v", p, a)
+			}
+		}
+		for _, p := range []string{"/s", "/ls"} {
+			if a := m[p].Attr; a.Mode != syscall.S_IFLNK|0o777 || a.Uid != 7 {
+				t.Errorf("%s: %+v (a symlink's mode stays)", p, a)
+			}
 		}
 	})
 	t.Run("target that is the parent of a dot-dot", func(t *testing.T) {
