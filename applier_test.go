@@ -30,6 +30,7 @@ import (
 	"github.com/beam-cloud/clip/pkg/common"
 
 	"github.com/ociclip/ociclip"
+	"github.com/ociclip/ociclip/internal/registrytest"
 	"github.com/ociclip/ociclip/internal/testimage"
 )
 
@@ -490,5 +491,55 @@ func checkOracle(t *testing.T, name string, c applierCase, w oracleWant, refused
 	want := walkTree(t, root)
 	if d := applierDiffs(name, got, want); !slices.Equal(d, w.Diffs) {
 		t.Errorf("%s differs from ociclip:\n  %s\nrecorded:\n  %s%s", name, strings.Join(d, "\n  "), strings.Join(w.Diffs, "\n  "), describeTrees(name, got, want))
+	}
+}
+
+// TestAppliersAgreeOnMount: issue 14's two layers (the first two cases of
+// applierCases) index, and mount with clip's own FUSE code (blobs served
+// by an in-process registry), with the tree containerd's applier and umoci
+// produce: /localpasswd a second name of /etc/passwd.
+func TestAppliersAgreeOnMount(t *testing.T) {
+	requireFUSE(t)
+	cd := startContainerd(t)
+	umoci := umociPath(t)
+	quietClip(t)
+	reg := registrytest.Start(t)
+	for _, c := range applierCases()[:2] {
+		t.Run(c.name, func(t *testing.T) {
+			work := t.TempDir()
+			img, err := writeApplierImage(work, c.layers, testimage.Gzip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := reg.PushLayout(t, img.dir, "t", "test/issue14:t")
+			archivePath := filepath.Join(work, "image.clip")
+			if _, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: img.dir, LayoutRef: "t", StorageImageRef: ref, OutputPath: archivePath}); err != nil {
+				t.Fatalf("ociclip: %v", err)
+			}
+			got := walkTree(t, mountClip(t, archivePath))
+			if p := got["/localpasswd"]; p.Type != "file" || p.Nlink != 2 || p.Ino != got["/etc/passwd"].Ino {
+				t.Errorf("/localpasswd on the mount: %s ino %d; /etc/passwd ino %d", p, p.Ino, got["/etc/passwd"].Ino)
+			}
+
+			root := filepath.Join(work, "containerd")
+			if err := os.Mkdir(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if refused, err := cd.apply(root, img.tars); err != nil || refused != nil {
+				t.Fatalf("containerd: %v %v", refused, err)
+			}
+			dest := filepath.Join(work, "umoci")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if out, err := exec.CommandContext(ctx, umoci, "raw", "unpack", "--image", img.dir+":t", dest).CombinedOutput(); err != nil {
+				t.Fatalf("umoci: %v: %s", err, out)
+			}
+			for name, dir := range map[string]string{"containerd": root, "umoci": dest} {
+				want := walkTree(t, dir)
+				if d := applierDiffs(name, got, want); len(d) > 0 {
+					t.Errorf("the mount differs from %s:\n  %s%s", name, strings.Join(d, "\n  "), describeTrees(name, got, want))
+				}
+			}
+		})
 	}
 }
