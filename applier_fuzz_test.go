@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -181,14 +180,7 @@ func FuzzAppliers(f *testing.F) {
 		if errors.Is(oerr, errReadBack) {
 			t.Fatalf("ociclip: %v%s", oerr, describeStack(layers))
 		}
-		root := filepath.Join(work, "containerd")
-		if err := os.Mkdir(root, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		refused, err := cd.apply(root, img.tars)
-		if err != nil {
-			t.Fatal(err)
-		}
+		root, refused := cd.applyIn(t, work, img.tars)
 		if refused != nil {
 			return
 		}

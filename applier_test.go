@@ -133,6 +133,22 @@ func (c *containerdApplier) apply(root string, layers []string) (refused, err er
 	return nil, nil
 }
 
+// applyIn applies the layer tars with containerd's applier into a new
+// directory "containerd" below work and returns it, with containerd's
+// error when it refuses the layers; a failure of the helper fails t.
+func (c *containerdApplier) applyIn(t testing.TB, work string, layers []string) (root string, refused error) {
+	t.Helper()
+	root = filepath.Join(work, "containerd")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refused, err := c.apply(root, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, refused
+}
+
 // applierImage is a layer stack written as an OCI layout (ref "t") and as
 // plain tar files.
 type applierImage struct {
@@ -450,14 +466,7 @@ func TestAppliersAgree(t *testing.T) {
 				t.Fatalf("ociclip: err = %v, want refused = %v", err, c.ociclipRefuses)
 			}
 
-			root := filepath.Join(work, "containerd")
-			if err := os.Mkdir(root, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			refused, err := cd.apply(root, img.tars)
-			if err != nil {
-				t.Fatal(err)
-			}
+			root, refused := cd.applyIn(t, work, img.tars)
 			checkOracle(t, "containerd", c, c.containerd, refused, got, root)
 
 			dest := filepath.Join(work, "umoci")
@@ -521,12 +530,9 @@ func TestAppliersAgreeOnMount(t *testing.T) {
 				t.Errorf("/localpasswd on the mount: %s ino %d; /etc/passwd ino %d", p, p.Ino, got["/etc/passwd"].Ino)
 			}
 
-			root := filepath.Join(work, "containerd")
-			if err := os.Mkdir(root, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if refused, err := cd.apply(root, img.tars); err != nil || refused != nil {
-				t.Fatalf("containerd: %v %v", refused, err)
+			root, refused := cd.applyIn(t, work, img.tars)
+			if refused != nil {
+				t.Fatalf("containerd: %v", refused)
 			}
 			dest := filepath.Join(work, "umoci")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
