@@ -166,6 +166,11 @@ type resolved struct {
 	kind   common.ClipNodeType
 	target string
 	group  *linkGroup
+	// later: step 1 found the target in the link's own tar, which is
+	// where applyLink's fallback looks only for one later in the tar (an
+	// earlier one is in the tree): containerd has no rule for it, and the
+	// target keeps its own metadata, as its header comes after the link.
+	later bool
 }
 
 func (m *merger) applyLayer(l *LayerEntries) error {
@@ -261,7 +266,9 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 				c.Remote = &rc
 			}
 			n = &tnode{clip: c, group: r.group}
-			r.group.meta = e
+			if !r.later {
+				r.group.meta = e
+			}
 		default:
 			return fmt.Errorf("entry %q: unknown kind %d", e.Path, e.Kind)
 		}
@@ -543,7 +550,7 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 				} else {
 					c = symlinkNode(t, l.Digest)
 				}
-				return done(resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g})
+				return done(resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g, later: true})
 			default:
 				return resolved{}, fmt.Errorf("%w: %q -> %q: target is a %s", ErrHardlink, e.Path, e.Linkname, t.Kind)
 			}

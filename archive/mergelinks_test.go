@@ -104,6 +104,14 @@ func TestMergeHardLinkTargetsAsContainerd(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a link to a later entry of its tar leaves the entry's metadata", func(t *testing.T) {
+		l := hardlink("/l", "/f")
+		l.Mode, l.Uid = 0o600, 5
+		m := merge(t, []tarindex.Entry{l, file("/f", 512, 1)})
+		if a := m["/l"].Attr; a.Mode != syscall.S_IFREG|0o644 || a.Uid != 0 || a.Nlink != 2 || a.Ino != m["/f"].Attr.Ino {
+			t.Errorf("/l: %+v", a)
+		}
+	})
 	t.Run("target that is the parent of a dot-dot", func(t *testing.T) {
 		_, _, err := Merge([]LayerEntries{{Digest: "d", Entries: append(etc, hardlink("/l", "etc/passwd/.."))}}, t0)
 		if !errors.Is(err, ErrHardlink) {
