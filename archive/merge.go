@@ -503,6 +503,11 @@ func (w *rootPathWalk) walkLinks(p string) (string, error) {
 	}
 }
 
+// hasDotDot reports whether the slash-separated p has a ".." component.
+func hasDotDot(p string) bool {
+	return p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/../")
+}
+
 // cleanLinkname is a hard link's target as a clean absolute path, ".."
 // stopping at the root, without resolving symlinks.
 func cleanLinkname(l string) string { return path.Clean("/" + l) }
@@ -702,13 +707,20 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 			case child != nil && child.children != nil:
 			case child != nil && child.clip.NodeType == common.SymLinkNode:
 				if applier {
+					// Where no symlink target on the way has a ".."
+					// and the directory exists, the kernel's walk
+					// (cheap) finds what rootPath would.
+					dotdot := false
+					if d, real, err := m.walkGeneral(cur, curPath, p, p[i:], steps, false, "", 0, 0, &dotdot); err == nil && d != nil && !dotdot {
+						return d, real, nil
+					}
 					real, err := m.rootPath(p[1:])
 					if err != nil {
 						return nil, "", err
 					}
 					return m.walk(real, create, false, layerDigest, mtime, mtimensec)
 				}
-				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec)
+				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec, nil)
 			case !create:
 				return nil, "", nil
 			default:
@@ -729,7 +741,7 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 		}
 		return m.walk(real, create, false, layerDigest, mtime, mtimensec)
 	}
-	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec)
+	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec, nil)
 }
 
 func (m *merger) walkLimitErr(p string) error {
@@ -759,7 +771,9 @@ func (m *merger) synthDir(cur *tnode, name, childPath, layerDigest string, mtime
 
 // walkGeneral is walkDir of p from the directory cur (at curPath) on, for
 // the components of rest, after steps components were walked.
-func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+// With dotdot, it reports whether a symlink target followed has a ".."
+// component (only then can rootPath resolve p elsewhere).
+func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, create bool, layerDigest string, mtime uint64, mtimensec uint32, dotdot *bool) (*tnode, string, error) {
 	pending := strings.Split(strings.Trim(rest, "/"), "/")
 	links := 0
 	// Symlink targets of up to MaxPathLen bytes, 40 of them, could make
@@ -789,6 +803,9 @@ func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, cre
 				return nil, "", fmt.Errorf("%w resolving %s", ErrSymlinkLoop, p)
 			}
 			t := child.clip.Target
+			if dotdot != nil && hasDotDot(t) {
+				*dotdot = true
+			}
 			if strings.HasPrefix(t, "/") {
 				cur, curPath = m.root, "/"
 			}
