@@ -397,6 +397,20 @@ func applierCases() []applierCase {
 			{{Name: "d/", Type: tar.TypeDir, Mode: 0o700}, {Name: "d/s", Mode: 0o4755, Body: []byte("s")}, {Name: "t/", Type: tar.TypeDir, Mode: 0o1777}},
 			{{Name: "d/", Type: tar.TypeDir, Mode: 0o750}, {Name: "d/g", Mode: 0o2711, Body: []byte("g")}},
 		}},
+		{name: "whiteout of a symlink to a directory removes the symlink only", layers: [][]testimage.Entry{
+			{dirE("d/"), ent("d/f", "f"), symE("s", "d")},
+			{whE(".wh.s")},
+		}},
+		{name: "dangling symlink used as a parent creates its target", layers: [][]testimage.Entry{
+			{symE("s", "nowhere/deeper"), ent("s/f", "f")},
+		}},
+		{name: "hard link with a trailing slash through a symlink to a file", layers: [][]testimage.Entry{
+			with(etc, symE("pw", "etc/passwd"), linkE("l", "pw/")),
+		}, umoci: oracleWant{Diffs: []string{"/etc/passwd: nlink, links", "/l: type, permissions, size/target/content, links", "/pw: nlink, links"}}},
+		{name: "hard link to a file its layer's opaque marker hides", layers: [][]testimage.Entry{
+			{dirE("d/"), ent("d/f", "f")},
+			{whE("d/.wh..wh..opq"), linkE("d/l", "d/f")},
+		}, containerd: oracleWant{Refuses: true}, umoci: oracleWant{Refuses: true}},
 		{name: "a hard link's header sets the owner, mode and times of the inode", layers: [][]testimage.Entry{
 			{{Name: "f", Mode: 0o755, Uid: 1, Gid: 2, Body: []byte("f")}, {Name: "s", Type: tar.TypeSymlink, Linkname: "f", Uid: 3}},
 			{{Name: "l", Type: tar.TypeLink, Linkname: "f", Mode: 0o640, Uid: 5, Gid: 6}, {Name: "ls", Type: tar.TypeLink, Linkname: "s", Mode: 0o600, Uid: 7}},
