@@ -85,7 +85,9 @@ type MergeLimits struct {
 	// (DefaultMaxNodes).
 	MaxNodes int
 	// MaxPathLen caps the bytes of a node's path after symlinks in its
-	// parent path are resolved (DefaultMaxPathLen).
+	// parent path are resolved (DefaultMaxPathLen), and the work of one
+	// resolution: MaxPathLen components walked, 4 * MaxPathLen directory
+	// lookups through symlinks whose targets have "..".
 	MaxPathLen int
 }
 
@@ -670,13 +672,14 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 // walkDir resolves the directory path p (clean, absolute) as containerd's
 // applier resolves an entry's parent: while its components are
 // directories, as they are; at the first symlink, by rootPath of p made
-// relative, as containerd passes a (relative) tar name's parent: rootPath
+// relative, as containerd passes a (relative) tar name's parent (rootPath
 // returns a top-level symlink's target unjoined, so that its ".." apply
-// after the symlinks before them, where joining would clean them away. It returns
-// the directory and its real path. With create, missing directories are
-// created (synthesized, with mtime and the inode of layerDigest + path)
-// and a non-directory in the way is replaced by one; without it, nil is
-// returned for a path that does not lead to a directory.
+// after the symlinks before them, where joining would clean them away).
+// It returns the directory and its real path. With create, missing
+// directories are created (synthesized, with mtime and the inode of
+// layerDigest + path) and a non-directory in the way is replaced by one;
+// without it, nil is returned for a path that does not lead to a
+// directory.
 func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
 	return m.walk(p, create, true, layerDigest, mtime, mtimensec)
 }
