@@ -163,7 +163,8 @@ var (
 	ErrCorrupt = errors.New("corrupt layer")
 	// ErrSparse: the layer holds a sparse file, which clip cannot describe.
 	ErrSparse = errors.New("sparse file in layer")
-	// ErrUnsafePath: an entry name is absolute in a harmful way, contains NUL, or escapes the root.
+	// ErrUnsafePath: an entry name or link target contains NUL (".." stops
+	// at the root, as in containerd's and umoci's appliers).
 	ErrUnsafePath = errors.New("unsafe path in layer")
 	// ErrLimit: a configured limit was exceeded.
 	ErrLimit = errors.New("limit exceeded")
