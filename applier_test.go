@@ -411,6 +411,9 @@ func applierCases() []applierCase {
 			{dirE("d/"), ent("d/f", "f")},
 			{whE("d/.wh..wh..opq"), linkE("d/l", "d/f")},
 		}, containerd: oracleWant{Refuses: true}, umoci: oracleWant{Refuses: true}},
+		{name: "hard link replacing a symlink its own parent path runs through (FuzzAppliers)", layers: [][]testimage.Entry{
+			{dirE("/b"), symE("/a", "./b/a/a"), symE("/a/./a", "/b/a/a"), linkE("/a/a/a", "/a")},
+		}},
 		{name: "a hard link's header sets the owner, mode and times of the inode", layers: [][]testimage.Entry{
 			{{Name: "f", Mode: 0o755, Uid: 1, Gid: 2, Body: []byte("f")}, {Name: "s", Type: tar.TypeSymlink, Linkname: "f", Uid: 3}},
 			{{Name: "l", Type: tar.TypeLink, Linkname: "f", Mode: 0o640, Uid: 5, Gid: 6}, {Name: "ls", Type: tar.TypeLink, Linkname: "s", Mode: 0o600, Uid: 7}},

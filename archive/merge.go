@@ -258,11 +258,11 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 			}
 			n = &tnode{clip: symlinkNode(e, l.Digest), group: g}
 		case tarindex.KindHardlink:
-			r, err := m.applyLink(e, links, linkErrs, i)
+			r, at, err := m.applyLink(e, links, linkErrs, i)
 			if err != nil {
 				return err
 			}
-			c := &common.ClipNode{Path: e.Path, NodeType: r.kind, Attr: r.attr, Target: r.target}
+			c := &common.ClipNode{Path: at, NodeType: r.kind, Attr: r.attr, Target: r.target}
 			if r.remote != nil {
 				rc := *r.remote
 				c.Remote = &rc
@@ -289,43 +289,48 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 // lexically and looked up without following a final symlink (link(2)).
 // When that finds no file or symlink, the link resolves as ociclip always
 // did (step 1 of applyLayer: a target later in the same tar, or one the
-// same layer whites out), else it is an error.
-func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs map[int]error, i int) (resolved, error) {
-	if err := m.detach(e.Path); err != nil {
-		return resolved{}, fmt.Errorf("%s: %w", e.Path, err)
+// same layer whites out), else it is an error. at is the path to put the
+// link at: e.Path with its parent resolved before the removal, as
+// containerd resolves it once (the removed node may have been on the way).
+func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs map[int]error, i int) (resolved, string, error) {
+	at, err := m.detach(e.Path)
+	if err != nil {
+		return resolved{}, "", fmt.Errorf("%s: %w", e.Path, err)
 	}
 	n, err := m.hardlinkTarget(e.Linkname)
 	if err != nil {
-		return resolved{}, fmt.Errorf("%w: %q -> %q: %w", ErrHardlink, e.Path, e.Linkname, err)
+		return resolved{}, "", fmt.Errorf("%w: %q -> %q: %w", ErrHardlink, e.Path, e.Linkname, err)
 	}
 	if n != nil && n.children == nil {
-		return resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group}, nil
+		return resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group}, at, nil
 	}
 	if cl := cleanLinkname(e.Linkname); cl == e.Path || strings.HasPrefix(cl, e.Path+"/") {
-		return resolved{}, fmt.Errorf("%w: %q -> %q: the link replaces its own target", ErrHardlink, e.Path, e.Linkname)
+		return resolved{}, "", fmt.Errorf("%w: %q -> %q: the link replaces its own target", ErrHardlink, e.Path, e.Linkname)
 	}
 	if r, ok := links[i]; ok {
-		return r, nil
+		return r, at, nil
 	}
 	if n != nil {
-		return resolved{}, fmt.Errorf("%w: %q -> %q: target is a directory", ErrHardlink, e.Path, e.Linkname)
+		return resolved{}, "", fmt.Errorf("%w: %q -> %q: target is a directory", ErrHardlink, e.Path, e.Linkname)
 	}
 	if err := linkErrs[i]; err != nil {
-		return resolved{}, err
+		return resolved{}, "", err
 	}
-	return resolved{}, fmt.Errorf("%w: %q -> %q: target does not exist", ErrHardlink, e.Path, e.Linkname)
+	return resolved{}, "", fmt.Errorf("%w: %q -> %q: target does not exist", ErrHardlink, e.Path, e.Linkname)
 }
 
 // detach removes the node at the clean path p (symlinks in its parents
-// followed as in put), so that a hard link cannot name what it replaces.
-func (m *merger) detach(p string) error {
+// followed as in put), so that a hard link cannot name what it replaces,
+// and returns p with its parent resolved; p itself when the parent does
+// not exist yet (then nothing was removed, and put resolves it alike).
+func (m *merger) detach(p string) (string, error) {
 	dir, name := path.Split(p)
-	d, _, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
+	d, real, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
 	if err != nil || d == nil {
-		return err
+		return p, err
 	}
 	delete(d.children, name)
-	return nil
+	return path.Join(real, name), nil
 }
 
 // hardlinkTarget returns the node a hard link to linkname (the tar's

@@ -112,6 +112,18 @@ func TestMergeHardLinkTargetsAsContainerd(t *testing.T) {
 			t.Errorf("/l: %+v", a)
 		}
 	})
+	t.Run("a link replacing a symlink its own parent path runs through", func(t *testing.T) {
+		// /a/a/a: /a -> b/a/a, and /b/a/a/a -> /b/a/a, so the link's
+		// parent /a/a is /b/a/a through the symlink the link replaces.
+		// containerd resolves the parent once, before it removes the
+		// symlink: the link lands at /b/a/a/a (FuzzAppliers found it at
+		// /b/a/a/a/a under a new directory).
+		m := merge(t, []tarindex.Entry{dir("/b"), symlink("/a", "./b/a/a"), symlink("/a/a", "/b/a/a"), hardlink("/a/a/a", "/a")})
+		wantPaths(t, m, "/", "/a", "/b", "/b/a", "/b/a/a", "/b/a/a/a")
+		if l := m["/b/a/a/a"]; l.NodeType != common.SymLinkNode || l.Attr.Ino != m["/a"].Attr.Ino || l.Attr.Nlink != 2 {
+			t.Errorf("/b/a/a/a: %+v", l)
+		}
+	})
 	t.Run("target that is the parent of a dot-dot", func(t *testing.T) {
 		_, _, err := Merge([]LayerEntries{{Digest: "d", Entries: append(etc, hardlink("/l", "etc/passwd/.."))}}, t0)
 		if !errors.Is(err, ErrHardlink) {
