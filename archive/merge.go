@@ -240,8 +240,11 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 				m.stats.SkippedDevices++
 			}
 			// Nothing can be shown at this path, but what lower layers had
-			// there is hidden all the same.
-			m.remove(e.Path)
+			// there is hidden all the same (its parent resolved as an
+			// entry's: through symlinks).
+			if _, err := m.detach(e.Path); err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
+			}
 			continue
 		case tarindex.KindDir:
 			n = &tnode{clip: dirNode(e, l.Digest)}
@@ -319,9 +322,10 @@ func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs m
 	return resolved{}, "", fmt.Errorf("%w: %q -> %q: target does not exist", ErrHardlink, e.Path, e.Linkname)
 }
 
-// detach removes the node at the clean path p (symlinks in its parents
-// followed as in put), so that a hard link cannot name what it replaces,
-// and returns p with its parent resolved; p itself when the parent does
+// detach removes the node at the clean path p and its subtree (symlinks in
+// its parents followed as in put): what a device or FIFO hides, and what
+// a hard link replaces before it resolves its target. It returns p with
+// its parent resolved; p itself when the parent does
 // not exist yet (then nothing was removed, and put resolves it alike).
 func (m *merger) detach(p string) (string, error) {
 	dir, name := path.Split(p)
@@ -623,19 +627,6 @@ func (m *merger) lookup(p string) *tnode {
 		}
 	}
 	return n
-}
-
-// remove deletes the node at p and its subtree, if it exists.
-func (m *merger) remove(p string) {
-	if p == "/" {
-		return
-	}
-	dir, name := path.Split(p)
-	parent := m.lookup(path.Clean(dir))
-	if parent == nil || parent.children == nil {
-		return
-	}
-	delete(parent.children, name)
 }
 
 // put inserts n at n.clip.Path, creating missing parents (as directories with
