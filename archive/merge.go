@@ -62,15 +62,24 @@ type tnode struct {
 
 // linkGroup ties together all names of one hard-linked inode so that Nlink
 // can be counted on the final tree.
-type linkGroup struct{ names int }
+type linkGroup struct {
+	names int
+	// meta is the last hard-link entry applied to the inode: as in
+	// containerd's applier, which chowns, chmods and sets the times of
+	// the path it has just linked, its owner, permission bits (not a
+	// symlink's) and times become every name's.
+	meta *tarindex.Entry
+}
 
 // MergeLimits bound the tree Merge builds from hostile layers, which can be
 // much larger than the tar entries: every missing parent directory is
 // synthesized as a node holding its full path, and symlinks in parent paths
 // are resolved, so that a node's path can be longer than any tar name. The
 // merge applies MaxNodes (default limits.DefaultMaxNodes) and MaxPathLen
-// (default limits.DefaultMaxPathLen), a node's path length after symlinks
-// in its parent path are resolved.
+// (default limits.DefaultMaxPathLen): a node's path length after symlinks
+// in its parent path are resolved, and the work of one resolution
+// (MaxPathLen components walked, 4 * MaxPathLen directory lookups through
+// symlinks whose targets have "..").
 type MergeLimits = limits.Limits
 
 func mergeDefaults(l MergeLimits) MergeLimits {
@@ -148,6 +157,11 @@ type resolved struct {
 	kind   common.ClipNodeType
 	target string
 	group  *linkGroup
+	// later: step 1 found the target in the link's own tar, which is
+	// where applyLink's fallback looks only for one later in the tar (an
+	// earlier one is in the tree): containerd has no rule for it, and the
+	// target keeps its own metadata, as its header comes after the link.
+	later bool
 }
 
 func (m *merger) applyLayer(l *LayerEntries) error {
@@ -158,9 +172,13 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		last[l.Entries[i].Path] = i
 	}
 
-	// 1. Resolve hard links against this layer and the lower layers as they
-	// were before this layer's whiteouts.
+	// 1. Resolve hard links by their lexically clean target against this
+	// layer (any position) and the lower layers as they were before this
+	// layer's whiteouts. This is the fallback of step 3, which first
+	// resolves each link as containerd does, when it is applied; an error
+	// here counts only if that fails too.
 	links := map[int]resolved{}
+	linkErrs := map[int]error{}
 	groups := map[int]*linkGroup{} // entry index of a link target in this layer -> group
 	for i := range l.Entries {
 		e := &l.Entries[i]
@@ -172,7 +190,8 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		}
 		r, err := m.resolveLink(l, last, groups, links, i)
 		if err != nil {
-			return err
+			linkErrs[i] = err
+			continue
 		}
 		links[i] = r
 	}
@@ -210,8 +229,11 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 				m.stats.SkippedDevices++
 			}
 			// Nothing can be shown at this path, but what lower layers had
-			// there is hidden all the same.
-			m.remove(e.Path)
+			// there is hidden all the same (its parent resolved as an
+			// entry's: through symlinks).
+			if _, err := m.detach(e.Path); err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
+			}
 			continue
 		case tarindex.KindDir:
 			n = &tnode{clip: dirNode(e, l.Digest)}
@@ -228,13 +250,19 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 			}
 			n = &tnode{clip: symlinkNode(e, l.Digest), group: g}
 		case tarindex.KindHardlink:
-			r := links[i]
-			c := &common.ClipNode{Path: e.Path, NodeType: r.kind, Attr: r.attr, Target: r.target}
+			r, at, err := m.applyLink(e, links, linkErrs, i)
+			if err != nil {
+				return err
+			}
+			c := &common.ClipNode{Path: at, NodeType: r.kind, Attr: r.attr, Target: r.target}
 			if r.remote != nil {
 				rc := *r.remote
 				c.Remote = &rc
 			}
 			n = &tnode{clip: c, group: r.group}
+			if !r.later {
+				r.group.meta = e
+			}
 		default:
 			return fmt.Errorf("entry %q: unknown kind %d", e.Path, e.Kind)
 		}
@@ -245,6 +273,245 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 	return nil
 }
 
+// applyLink resolves the hard link entry e (index i of its layer) when it
+// is applied, as containerd's applier does: the name's old node is removed
+// first (containerd's RemoveAll), then the target's parent path is resolved
+// by rootPath (symlinks followed inside the root, ".." stopping at the
+// root, absolute targets from the root), its last component joined
+// lexically and looked up without following a final symlink (link(2)).
+// When that finds no file or symlink, the link resolves as ociclip always
+// did (step 1 of applyLayer: a target later in the same tar, or one the
+// same layer whites out), else it is an error. at is the path to put the
+// link at: e.Path with its parent resolved before the removal, as
+// containerd resolves it once (the removed node may have been on the way).
+func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs map[int]error, i int) (resolved, string, error) {
+	at, err := m.detach(e.Path)
+	if err != nil {
+		return resolved{}, "", fmt.Errorf("%s: %w", e.Path, err)
+	}
+	n, err := m.hardlinkTarget(e.Linkname)
+	if err != nil {
+		return resolved{}, "", fmt.Errorf("%w: %q -> %q: %w", ErrHardlink, e.Path, e.Linkname, err)
+	}
+	if n != nil && n.children == nil {
+		return resolved{attr: n.clip.Attr, remote: n.clip.Remote, kind: n.clip.NodeType, target: n.clip.Target, group: n.group}, at, nil
+	}
+	if cl := cleanLinkname(e.Linkname); cl == e.Path || strings.HasPrefix(cl, e.Path+"/") {
+		return resolved{}, "", fmt.Errorf("%w: %q -> %q: the link replaces its own target", ErrHardlink, e.Path, e.Linkname)
+	}
+	if r, ok := links[i]; ok {
+		return r, at, nil
+	}
+	if n != nil {
+		return resolved{}, "", fmt.Errorf("%w: %q -> %q: target is a directory", ErrHardlink, e.Path, e.Linkname)
+	}
+	if err := linkErrs[i]; err != nil {
+		return resolved{}, "", err
+	}
+	return resolved{}, "", fmt.Errorf("%w: %q -> %q: target does not exist", ErrHardlink, e.Path, e.Linkname)
+}
+
+// detach removes the node at the clean path p and its subtree (symlinks in
+// its parents followed as in put): what a device or FIFO hides, and what
+// a hard link replaces before it resolves its target. It returns p with
+// its parent resolved; p itself when the parent does
+// not exist yet (then nothing was removed, and put resolves it alike).
+func (m *merger) detach(p string) (string, error) {
+	dir, name := path.Split(p)
+	d, real, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
+	if err != nil || d == nil {
+		return p, err
+	}
+	delete(d.children, name)
+	return path.Join(real, name), nil
+}
+
+// hardlinkTarget returns the node a hard link to linkname (the tar's
+// Linkname, verbatim) names, or nil: containerd's hardlinkRootPath. The
+// parent part is resolved by rootPath, the base joined lexically (so
+// "x/.." names x's parent and "x/" the resolved x), and the result looked
+// up without following a final symlink.
+func (m *merger) hardlinkTarget(linkname string) (*tnode, error) {
+	dir, base := path.Split(linkname)
+	if base != "" && base != "." && base != ".." && !strings.Contains(dir, "..") {
+		// Fast path: a target whose parents are plain directories needs
+		// no resolution (the common case, and every real image's).
+		clean := path.Clean("/" + dir)
+		if d, real, err := m.walk(clean, false, false, "", 0, 0); err == nil && d != nil && real == clean {
+			return d.children[base], nil
+		}
+	}
+	rd, err := m.rootPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	return m.lstat(path.Join(rd, base))
+}
+
+// lstat returns the node at the clean absolute path p without following a
+// final symlink, or nil when there is none. Symlinks in the parents are
+// followed as the kernel does (inside the root here).
+func (m *merger) lstat(p string) (*tnode, error) {
+	if p == "/" {
+		return m.root, nil
+	}
+	dir, name := path.Split(p)
+	d, _, err := m.walk(path.Clean(dir), false, false, "", 0, 0)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	return d.children[name], nil
+}
+
+// maxRootPathLinks is the number of symlinks rootPath follows before it
+// gives up, as containerd's (continuity's fs.RootPath: more than 255).
+const maxRootPathLinks = 255
+
+// rootPath is continuity's fs.RootPath (which containerd's applier uses for
+// entry parents and hard-link targets) on the merge tree: it resolves p
+// (relative to the root, any form) to a clean absolute path with every
+// existing component a non-symlink. Symlinks are followed inside the root,
+// absolute targets from the root, ".." stops at the root; a component that
+// does not exist is taken as it is. Note that, as in continuity, ".." after
+// a symlink target's component is applied lexically to the target text,
+// not to the resolved path. The work is bounded by MaxPathLen (ErrLimit)
+// and more than maxRootPathLinks symlinks are ErrSymlinkLoop.
+func (m *merger) rootPath(p string) (string, error) {
+	if p == "" {
+		return "/", nil
+	}
+	w := rootPathWalk{m: m, orig: p}
+	for {
+		before := w.links
+		np, err := w.walkLinks(p)
+		if err != nil {
+			return "", err
+		}
+		p = np
+		if before == w.links {
+			np = path.Join("/", np)
+			if p == np {
+				return np, nil
+			}
+			p = np
+		}
+	}
+}
+
+// rootPathWalk is the state of one rootPath call.
+type rootPathWalk struct {
+	m     *merger
+	orig  string
+	links int               // symlinks followed
+	steps int               // directory lookups, bounded by 4 * MaxPathLen
+	dirs  map[string]*tnode // clean path -> directory there (nil: none)
+}
+
+// dir returns the directory at the clean absolute path d, following
+// symlinks in it as the kernel does, or nil. Results are memoized, so that
+// the lookups of one rootPath cost one step per distinct directory.
+func (w *rootPathWalk) dir(d string) (*tnode, error) {
+	if d == "/" {
+		return w.m.root, nil
+	}
+	if n, ok := w.dirs[d]; ok {
+		return n, nil
+	}
+	if w.steps++; w.steps > 4*w.m.lim.MaxPathLen {
+		return nil, w.m.walkLimitErr(w.orig)
+	}
+	parent, err := w.dir(path.Dir(d))
+	if err != nil {
+		return nil, err
+	}
+	var n *tnode
+	if parent != nil {
+		switch c := parent.children[path.Base(d)]; {
+		case c == nil || c.children != nil:
+			n = c
+		case c.clip.NodeType == common.SymLinkNode:
+			// An unresolved symlink in a target's text: the kernel walk
+			// (itself bounded by MaxPathLen) counts as d's components.
+			if w.steps += strings.Count(d, "/"); w.steps > 4*w.m.lim.MaxPathLen {
+				return nil, w.m.walkLimitErr(w.orig)
+			}
+			// A loop there is taken as no directory: containerd's lstat
+			// of the same text goes through the kernel, which follows
+			// an absolute symlink out of the extraction root, to the
+			// host's files, and finds none rather than a loop.
+			if n, _, err = w.m.walk(d, false, false, "", 0, 0); errors.Is(err, ErrSymlinkLoop) {
+				n, err = nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if w.dirs == nil {
+		w.dirs = map[string]*tnode{}
+	}
+	w.dirs[d] = n
+	return n, nil
+}
+
+// walkLink is continuity's walkLink: the target of p if it is a symlink.
+func (w *rootPathWalk) walkLink(p string) (string, bool, error) {
+	if w.links > maxRootPathLinks {
+		return "", false, fmt.Errorf("%w resolving %s", ErrSymlinkLoop, w.orig)
+	}
+	p = path.Join("/", p)
+	if p == "/" {
+		return p, false, nil
+	}
+	d, err := w.dir(path.Dir(p))
+	if err != nil {
+		return "", false, err
+	}
+	var n *tnode
+	if d != nil {
+		n = d.children[path.Base(p)]
+	}
+	if n == nil || n.clip.NodeType != common.SymLinkNode {
+		return p, false, nil
+	}
+	w.links++
+	return n.clip.Target, true, nil
+}
+
+// walkLinks is continuity's walkLinks.
+func (w *rootPathWalk) walkLinks(p string) (string, error) {
+	dir, file := path.Split(p)
+	switch {
+	case dir == "":
+		np, _, err := w.walkLink(file)
+		return np, err
+	case file == "":
+		if dir == "/" {
+			return dir, nil
+		}
+		return w.walkLinks(dir[:len(dir)-1])
+	default:
+		newdir, err := w.walkLinks(dir)
+		if err != nil {
+			return "", err
+		}
+		np, islink, err := w.walkLink(path.Join(newdir, file))
+		if err != nil || !islink || path.IsAbs(np) {
+			return np, err
+		}
+		return path.Join(newdir, np), nil
+	}
+}
+
+// hasDotDot reports whether the slash-separated p has a ".." component.
+func hasDotDot(p string) bool {
+	return p == ".." || strings.HasPrefix(p, "../") || strings.HasSuffix(p, "/..") || strings.Contains(p, "/../")
+}
+
+// cleanLinkname is a hard link's target as a clean absolute path, ".."
+// stopping at the root, without resolving symlinks.
+func cleanLinkname(l string) string { return path.Clean("/" + l) }
+
 // resolveLink follows the hard link at entry index i of layer l to a file or
 // symlink, in this layer (any position) or below. The hard links of this
 // layer passed on the way get the same result in links, and a link found
@@ -252,7 +519,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 // O(n^2).
 func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[int]*linkGroup, links map[int]resolved, i int) (resolved, error) {
 	e := &l.Entries[i]
-	target := e.Linkname
+	target := cleanLinkname(e.Linkname)
 	seen := map[string]bool{e.Path: true}
 	var via []int // hard links of this layer passed on the way
 	done := func(r resolved) (resolved, error) {
@@ -274,7 +541,7 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 					return done(r)
 				}
 				via = append(via, j)
-				target = t.Linkname
+				target = cleanLinkname(t.Linkname)
 				continue
 			case tarindex.KindFile, tarindex.KindSymlink:
 				g := groups[j]
@@ -288,7 +555,7 @@ func (m *merger) resolveLink(l *LayerEntries, last map[string]int, groups map[in
 				} else {
 					c = symlinkNode(t, l.Digest)
 				}
-				return done(resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g})
+				return done(resolved{attr: c.Attr, remote: c.Remote, kind: c.NodeType, target: c.Target, group: g, later: true})
 			default:
 				return resolved{}, fmt.Errorf("%w: %q -> %q: target is a %s", ErrHardlink, e.Path, e.Linkname, t.Kind)
 			}
@@ -351,19 +618,6 @@ func (m *merger) lookup(p string) *tnode {
 	return n
 }
 
-// remove deletes the node at p and its subtree, if it exists.
-func (m *merger) remove(p string) {
-	if p == "/" {
-		return
-	}
-	dir, name := path.Split(p)
-	parent := m.lookup(path.Clean(dir))
-	if parent == nil || parent.children == nil {
-		return
-	}
-	delete(parent.children, name)
-}
-
 // put inserts n at n.clip.Path, creating missing parents (as directories with
 // the inode of layer digest + path) and replacing what is there. Symlinks in
 // the parent path are followed inside the image root, as containerd and
@@ -400,13 +654,26 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 	return nil
 }
 
-// walkDir resolves the directory path p component by component, following
-// symlinks inside the root (absolute targets from the root, ".." stopping
-// at the root) and returns the directory and its real path. With create,
-// missing directories are created (synthesized, with mtime and the inode of
+// walkDir resolves the directory path p (clean, absolute) as containerd's
+// applier resolves an entry's parent: while its components are
+// directories, as they are; at the first symlink, by rootPath of p made
+// relative, as containerd passes a (relative) tar name's parent (rootPath
+// returns a top-level symlink's target unjoined, so that its ".." apply
+// after the symlinks before them, where joining would clean them away).
+// It returns the directory and its real path. With create, missing
+// directories are created (synthesized, with mtime and the inode of
 // layerDigest + path) and a non-directory in the way is replaced by one;
-// without it, nil is returned for a path that does not lead to a directory.
+// without it, nil is returned for a path that does not lead to a
+// directory.
 func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+	return m.walk(p, create, true, layerDigest, mtime, mtimensec)
+}
+
+// walk is walkDir; with applier false, symlinks are followed component by
+// component as the kernel does (inside the root: absolute targets from
+// the root, ".." stopping at the root), which is how rootPath looks paths
+// up.
+func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
 	cur, curPath := m.root, "/"
 	steps := 0
 	if strings.HasPrefix(p, "/") && path.Clean(p) == p {
@@ -427,7 +694,21 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 			switch {
 			case child != nil && child.children != nil:
 			case child != nil && child.clip.NodeType == common.SymLinkNode:
-				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec)
+				if applier {
+					// Where no symlink target on the way has a ".."
+					// and the directory exists, the kernel's walk
+					// (cheap) finds what rootPath would.
+					dotdot := false
+					if d, real, err := m.walkGeneral(cur, curPath, p, p[i:], steps, false, "", 0, 0, &dotdot); err == nil && d != nil && !dotdot {
+						return d, real, nil
+					}
+					real, err := m.rootPath(p[1:])
+					if err != nil {
+						return nil, "", err
+					}
+					return m.walk(real, create, false, layerDigest, mtime, mtimensec)
+				}
+				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec, nil)
 			case !create:
 				return nil, "", nil
 			default:
@@ -441,7 +722,14 @@ func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64
 		}
 		return cur, curPath, nil
 	}
-	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec)
+	if applier {
+		real, err := m.rootPath(strings.TrimPrefix(p, "/"))
+		if err != nil {
+			return nil, "", err
+		}
+		return m.walk(real, create, false, layerDigest, mtime, mtimensec)
+	}
+	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec, nil)
 }
 
 func (m *merger) walkLimitErr(p string) error {
@@ -471,7 +759,9 @@ func (m *merger) synthDir(cur *tnode, name, childPath, layerDigest string, mtime
 
 // walkGeneral is walkDir of p from the directory cur (at curPath) on, for
 // the components of rest, after steps components were walked.
-func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+// With dotdot, it reports whether a symlink target followed has a ".."
+// component (only then can rootPath resolve p elsewhere).
+func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, create bool, layerDigest string, mtime uint64, mtimensec uint32, dotdot *bool) (*tnode, string, error) {
 	pending := strings.Split(strings.Trim(rest, "/"), "/")
 	links := 0
 	// Symlink targets of up to MaxPathLen bytes, 40 of them, could make
@@ -501,6 +791,9 @@ func (m *merger) walkGeneral(cur *tnode, curPath, p, rest string, steps int, cre
 				return nil, "", fmt.Errorf("%w resolving %s", ErrSymlinkLoop, p)
 			}
 			t := child.clip.Target
+			if dotdot != nil && hasDotDot(t) {
+				*dotdot = true
+			}
 			if strings.HasPrefix(t, "/") {
 				cur, curPath = m.root, "/"
 			}
@@ -544,6 +837,8 @@ func (m *merger) finish() []*common.ClipNode {
 	}
 	walk(m.root)
 
+	sort.Slice(all, func(i, j int) bool { return all[i].clip.Path < all[j].clip.Path })
+	uniqueInodes(all)
 	nodes := make([]*common.ClipNode, len(all))
 	counted := map[*linkGroup]bool{}
 	for i, n := range all {
@@ -559,6 +854,14 @@ func (m *merger) finish() []*common.ClipNode {
 		if n.synth {
 			m.stats.SynthesizedDirs++
 		}
+		if n.group != nil && n.group.meta != nil {
+			a, e := &n.clip.Attr, n.group.meta
+			a.Owner = fuse.Owner{Uid: e.Uid, Gid: e.Gid}
+			if n.clip.NodeType != common.SymLinkNode {
+				a.Mode = a.Mode&^0o7777 | e.Mode&0o7777
+			}
+			setTimes(a, e)
+		}
 		if n.group != nil && n.group.names > 1 {
 			n.clip.Attr.Nlink = uint32(n.group.names)
 			if counted[n.group] {
@@ -567,8 +870,42 @@ func (m *merger) finish() []*common.ClipNode {
 			counted[n.group] = true
 		}
 	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Path < nodes[j].Path })
 	return nodes
+}
+
+// uniqueInodes gives a fresh inode to every node (with its hard links)
+// whose inode another node of the tree, not one of its names, already has,
+// in path order. clip's inode rule hashes a layer and a tar path, so a
+// hard link to an entry that its layer writes again later keeps the
+// first entry's inode, which the second gets as well; the kernel would
+// take them for one file. Real images have no such pair.
+func uniqueInodes(all []*tnode) {
+	owner := make(map[uint64]any, len(all)) // inode -> its *linkGroup, or *tnode for a directory
+	moved := map[*linkGroup]uint64{}
+	for _, n := range all {
+		var key any = n
+		if n.group != nil {
+			if ino, ok := moved[n.group]; ok {
+				n.clip.Attr.Ino = ino
+				continue
+			}
+			key = n.group
+		}
+		ino := n.clip.Attr.Ino
+		if k, taken := owner[ino]; taken && k != key {
+			for salt := 1; ; salt++ {
+				ino = Inode(fmt.Sprintf("ociclip-inode-%d", salt), n.clip.Path)
+				if _, taken := owner[ino]; !taken {
+					break
+				}
+			}
+			n.clip.Attr.Ino = ino
+			if n.group != nil {
+				moved[n.group] = ino
+			}
+		}
+		owner[ino] = key
+	}
 }
 
 // Inode is clip's inode rule: FNV-1a 64 of layer digest + path; 0 and 1 are

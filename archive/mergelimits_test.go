@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beam-cloud/clip/pkg/common"
+
 	"github.com/ociclip/ociclip/tarindex"
 )
 
@@ -60,8 +62,11 @@ func TestMergeLimits(t *testing.T) {
 
 // TestMergeSymlinkWalkBounded: symlinks in parent paths whose targets go
 // down and back up ("d/../d/../...") cannot make each entry walk tens of
-// thousands of components: 39 chained 4 KB targets cost 6.8 ms per entry
-// (2000 entries: 13.5 s). The walk is capped at MaxPathLen components.
+// thousands of components (39 chained 4 KB targets cost 6.8 ms per entry
+// when each was walked: 2000 entries took 13.5 s). containerd's rootPath
+// cleans each target lexically, so they resolve at once, to /d; and a
+// resolution that needs more than 4 * MaxPathLen directory lookups is
+// ErrLimit.
 func TestMergeSymlinkWalkBounded(t *testing.T) {
 	es := []tarindex.Entry{{Path: "/d", Kind: tarindex.KindDir, Mode: 0o755}}
 	for k := 0; k < 39; k++ {
@@ -72,12 +77,37 @@ func TestMergeSymlinkWalkBounded(t *testing.T) {
 		es = append(es, tarindex.Entry{Path: fmt.Sprintf("/s0/f%d", i), Kind: tarindex.KindFile})
 	}
 	start := time.Now()
-	_, _, err := Merge([]LayerEntries{{Digest: "sha256:x", Entries: es}}, time.Time{})
-	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "MaxPathLen 4096") {
-		t.Errorf("err = %v, want ErrLimit naming MaxPathLen", err)
+	nodes, _, err := Merge([]LayerEntries{{Digest: "sha256:x", Entries: es}}, time.Time{})
+	if err != nil || len(nodes) != 2+40+2000 || nodes[len(nodes)-1].Path != "/s9" {
+		t.Errorf("chained d/../ targets: %d nodes, %v", len(nodes), err)
+	}
+	for _, n := range nodes {
+		if n.NodeType == common.FileNode && !strings.HasPrefix(n.Path, "/d/f") {
+			t.Errorf("file at %s, want under /d", n.Path)
+		}
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
+	}
+	// 100 symlinks, each 5 directories deep, chained: 500 lookups, over
+	// the budget of MaxPathLen 64 (256), under the default one.
+	chain := func() []tarindex.Entry {
+		var es []tarindex.Entry
+		for k := 0; k < 100; k++ {
+			es = append(es, tarindex.Entry{Path: fmt.Sprintf("/a%d/b/c/d/e/l", k), Kind: tarindex.KindSymlink, Linkname: fmt.Sprintf("/a%d/b/c/d/e/l", k+1)})
+		}
+		return append(es, tarindex.Entry{Path: "/a100/b/c/d/e/l", Kind: tarindex.KindDir, Mode: 0o755}, tarindex.Entry{Path: "/a0/b/c/d/e/l/f", Kind: tarindex.KindFile})
+	}
+	if _, _, err := MergeWithLimits([]LayerEntries{{Digest: "sha256:x", Entries: chain()}}, time.Time{}, MergeLimits{MaxPathLen: 64}); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "MaxPathLen 64") {
+		t.Errorf("chain of deep symlinks, MaxPathLen 64: err = %v, want ErrLimit naming MaxPathLen", err)
+	}
+	nodes, _, err = Merge([]LayerEntries{{Digest: "sha256:x", Entries: chain()}}, time.Time{})
+	found := false
+	for _, n := range nodes {
+		found = found || n.Path == "/a100/b/c/d/e/l/f"
+	}
+	if err != nil || !found {
+		t.Errorf("chain of deep symlinks: %v, found %v", err, found)
 	}
 	// Ordinary symlinks in parents still resolve.
 	es = []tarindex.Entry{
@@ -86,8 +116,8 @@ func TestMergeSymlinkWalkBounded(t *testing.T) {
 		{Path: "/lib64", Kind: tarindex.KindSymlink, Linkname: "/lib"},
 		{Path: "/lib64/x/z", Kind: tarindex.KindFile},
 	}
-	nodes, _, err := Merge([]LayerEntries{{Digest: "sha256:x", Entries: es}}, time.Time{})
-	found := false
+	nodes, _, err = Merge([]LayerEntries{{Digest: "sha256:x", Entries: es}}, time.Time{})
+	found = false
 	for _, n := range nodes {
 		found = found || n.Path == "/usr/lib/x/z"
 	}

@@ -101,7 +101,7 @@ func fileSet(long, old bool) []tfile {
 		mk("./etc/", tar.TypeDir, 0755, nil, Entry{Path: "/etc", Kind: KindDir}),
 		// forward hard link: its target comes later
 		{hdr: tar.Header{Name: "etc/fwd-link", Typeflag: tar.TypeLink, Linkname: "./etc/later", Mode: 0644, ModTime: t0},
-			want: Entry{Path: "/etc/fwd-link", Kind: KindHardlink, Linkname: "/etc/later", Mode: 0644}},
+			want: Entry{Path: "/etc/fwd-link", Kind: KindHardlink, Linkname: "./etc/later", Mode: 0644}},
 		mk("etc/empty", tar.TypeReg, 0644, nil, Entry{Path: "/etc/empty", Kind: KindFile}),
 		mk("etc/one", tar.TypeReg, 0644, []byte{'x'}, Entry{Path: "/etc/one", Kind: KindFile}),
 		mk("etc/s511", tar.TypeReg, 0600, pseudo(1, 511), Entry{Path: "/etc/s511", Kind: KindFile}),
@@ -113,7 +113,7 @@ func fileSet(long, old bool) []tfile {
 		mk("a//b/./c/../f", tar.TypeReg, 0644, pseudo(7, 10), Entry{Path: "/a/b/f", Kind: KindFile}),
 		// backward hard link
 		{hdr: tar.Header{Name: "bin/big-link", Typeflag: tar.TypeLink, Linkname: "bin/big", Mode: 0755, ModTime: t0},
-			want: Entry{Path: "/bin/big-link", Kind: KindHardlink, Linkname: "/bin/big", Mode: 0755}},
+			want: Entry{Path: "/bin/big-link", Kind: KindHardlink, Linkname: "bin/big", Mode: 0755}},
 		{hdr: tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "../bin/./big", Mode: 0777, ModTime: t0},
 			want: Entry{Path: "/bin/sh", Kind: KindSymlink, Linkname: "../bin/./big", Mode: 0777}},
 		mk("tmp/", tar.TypeDir, 01777, nil, Entry{Path: "/tmp", Kind: KindDir}),
@@ -137,7 +137,7 @@ func fileSet(long, old bool) []tfile {
 			tfile{hdr: tar.Header{Name: "long-symlink", Typeflag: tar.TypeSymlink, Linkname: "/" + longFile, Mode: 0777, ModTime: t0},
 				want: Entry{Path: "/long-symlink", Kind: KindSymlink, Linkname: "/" + longFile, Mode: 0777}},
 			tfile{hdr: tar.Header{Name: longDir + "/hl", Typeflag: tar.TypeLink, Linkname: longFile, Mode: 0644, ModTime: t0},
-				want: Entry{Path: "/" + longDir + "/hl", Kind: KindHardlink, Linkname: "/" + longFile, Mode: 0644}},
+				want: Entry{Path: "/" + longDir + "/hl", Kind: KindHardlink, Linkname: longFile, Mode: 0644}},
 		)
 	}
 	if old {

@@ -742,11 +742,12 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 		if hdr.Linkname == "" {
 			return e, false, layerz.Corruptf("tar: hard link %q without a target", hdr.Name)
 		}
-		t, ok := cleanAbs(hdr.Linkname)
-		if !ok {
-			return e, false, fmt.Errorf("%w: hard link %q to %q", ErrUnsafePath, hdr.Name, hdr.Linkname)
+		if strings.IndexByte(hdr.Linkname, 0) >= 0 {
+			return e, false, fmt.Errorf("%w: hard link %q has a target with NUL", ErrUnsafePath, hdr.Name)
 		}
-		e.Linkname = t
+		// Verbatim: the merge resolves it inside the root as containerd
+		// does (symlinked parents followed, ".." stopping at the root).
+		e.Linkname = hdr.Linkname
 	}
 	return e, true, nil
 }

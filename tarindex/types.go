@@ -27,7 +27,7 @@ import (
 // the same blob and options without the Result type changing (new
 // checkpoint placement, path rules, ...). Caches of results include it in
 // their keys.
-const AlgorithmVersion = 1
+const AlgorithmVersion = 2
 
 // EntryKind is the type of a tar entry as ociclip understands it.
 type EntryKind uint8
@@ -36,7 +36,7 @@ const (
 	KindFile     EntryKind = iota // regular file (tar '0' or '\x00')
 	KindDir                       // directory
 	KindSymlink                   // symbolic link
-	KindHardlink                  // hard link; Linkname holds the clean absolute target path
+	KindHardlink                  // hard link; Linkname holds the target verbatim
 	KindChar                      // character device
 	KindBlock                     // block device
 	KindFIFO                      // named pipe
@@ -79,8 +79,8 @@ type Entry struct {
 	// Offset is the offset of a regular file's first data byte in the
 	// uncompressed tar stream; 0 for other kinds.
 	Offset int64
-	// Linkname is the symlink target verbatim, or for a hard link the clean
-	// absolute path of its target.
+	// Linkname is the target of a symlink or hard link, verbatim (a hard
+	// link's is resolved by the merge, relative to the image root).
 	Linkname string
 	// Times from the tar header (PAX/GNU atime and ctime when present; zero
 	// otherwise).
@@ -138,7 +138,8 @@ var (
 	ErrCorrupt = layerz.ErrCorrupt
 	// ErrSparse: the layer holds a sparse file, which clip cannot describe.
 	ErrSparse = errors.New("sparse file in layer")
-	// ErrUnsafePath: an entry name is absolute in a harmful way, contains NUL, or escapes the root.
+	// ErrUnsafePath: an entry name or link target contains NUL (".." stops
+	// at the root, as in containerd's and umoci's appliers).
 	ErrUnsafePath = errors.New("unsafe path in layer")
 	// ErrLimit: a configured limit was exceeded (limits.ErrLimit; the
 	// error is a *limits.Error that names it).

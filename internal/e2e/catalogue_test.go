@@ -452,14 +452,6 @@ func catalogue() []catRow {
 			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u}))
 			return o
 		}},
-		{name: "name with .. climbing out of the root", want: tarindex.ErrUnsafePath, msg: "../../etc/passwd", build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(), testimage.Entry{Name: "usr/../../../etc/passwd", Body: []byte("x")})...)))
-			return o
-		}},
-		{name: "hard link target with .. climbing out of the root", want: tarindex.ErrUnsafePath, build: func(t *testing.T, dir string) ociclip.Options {
-			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(), testimage.Entry{Name: "l", Type: tar.TypeLink, Linkname: "../etc/hostname"})...)))
-			return o
-		}},
 		{name: "NUL in a PAX path (archive/tar refuses it)", want: tarindex.ErrCorrupt, build: func(t *testing.T, dir string) ociclip.Options {
 			u := append(paxFile("x", nil, "path", "etc/a\x00/../../x"), make([]byte, 1024)...)
 			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: u}))
@@ -510,6 +502,22 @@ func catalogue() []catRow {
 				t.Errorf("symlink target %q", n.Target)
 			}
 		}},
+		{name: "names and hard-link targets with .. climbing out of the root stop at the root, as in containerd and umoci (success)", build: func(t *testing.T, dir string) ociclip.Options {
+			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(),
+				testimage.Entry{Name: "usr/../../../etc/climbed", Body: []byte("x")},
+				testimage.Entry{Name: "l", Type: tar.TypeLink, Linkname: "../../etc/climbed"},
+			)...)))
+			return o
+		}, check: func(t *testing.T, res *ociclip.Result, out string) {
+			md, err := clip.NewClipArchiver().ExtractMetadata(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, l := md.Get("/etc/climbed"), md.Get("/l")
+			if f == nil || l == nil || f.Attr.Ino != l.Attr.Ino || l.Attr.Nlink != 2 {
+				t.Errorf("/etc/climbed %+v, /l %+v: want one inode, two names", f, l)
+			}
+		}},
 		{name: "hard link to a missing target", want: archive.ErrHardlink, msg: "does not exist", build: func(t *testing.T, dir string) ociclip.Options {
 			_, o := writeImage(t, dir, imageOf(gzipLayer(append(baseEntries(), testimage.Entry{Name: "bin/ls", Type: tar.TypeLink, Linkname: "bin/nothing"})...)))
 			return o
@@ -551,7 +559,17 @@ func catalogue() []catRow {
 			_, o := writeImage(t, dir, imageOf(testimage.Layer{RawTar: tinyEntries(150)}))
 			return lim(o, ociclip.Limits{MaxNodes: 100})
 		}},
-		{name: "symlinks in parents that walk down and up ('d/../' x 800, 40 hops)", want: archive.ErrLimit, msg: "walks more than 4096 path components", build: func(t *testing.T, dir string) ociclip.Options {
+		// containerd's rootPath cleans each symlink target lexically, so
+		// these resolve at once (they cost 6.8 ms per entry when walked).
+		{name: "symlinks in parents that walk down and up ('d/../' x 800, 40 hops: success, /d/f)", check: func(t *testing.T, res *ociclip.Result, out string) {
+			md, err := clip.NewClipArchiver().ExtractMetadata(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if md.Get("/d/f") == nil {
+				t.Error("no node /d/f")
+			}
+		}, build: func(t *testing.T, dir string) ociclip.Options {
 			es := []testimage.Entry{{Name: "d/", Type: tar.TypeDir}}
 			for k := 0; k < 39; k++ {
 				es = append(es, testimage.Entry{Name: fmt.Sprintf("s%d", k), Type: tar.TypeSymlink, Linkname: strings.Repeat("d/../", 800) + fmt.Sprintf("s%d", k+1)})

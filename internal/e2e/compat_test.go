@@ -127,8 +127,11 @@ func generatedImages() []generatedImage {
 	file := func(name, body string) testimage.Entry {
 		return testimage.Entry{Name: name, Body: []byte(body)}
 	}
-	hard := func(name, target string) testimage.Entry {
-		return testimage.Entry{Name: name, Type: tar.TypeLink, Linkname: target}
+	// A hard link's header carries its inode's mode, as tar writers write
+	// it (a symlink's mode no applier sets): containerd applies a link
+	// header's mode to the inode.
+	hard := func(name, target string, mode int64) testimage.Entry {
+		return testimage.Entry{Name: name, Type: tar.TypeLink, Linkname: target, Mode: mode}
 	}
 	sym := func(name, target string) testimage.Entry {
 		return testimage.Entry{Name: name, Type: tar.TypeSymlink, Linkname: target}
@@ -153,9 +156,9 @@ func generatedImages() []generatedImage {
 				{Name: "./", Type: tar.TypeDir, Mode: 0o755, ModTime: testimage.NanoTime},
 				dir("bin/", 0),
 				{Name: "bin/tool", Mode: 0o755, Body: []byte("tool v1\n")},
-				hard("bin/hard", "bin/tool"),
+				hard("bin/hard", "bin/tool", 0o755),
 				sym("bin/sym", "tool"),
-				hard("bin/symhard", "bin/sym"), // a hard link to a symlink
+				hard("bin/symhard", "bin/sym", 0o777), // a hard link to a symlink
 				dir("tmp/", 0o1777),
 				dir("usr/", 0), dir("usr/bin/", 0),
 				{Name: "usr/bin/su", Mode: 0o4755, Body: []byte("setuid\n")},
@@ -184,7 +187,7 @@ func generatedImages() []generatedImage {
 				wh("wh/.wh.a"), wh("wh/.wh.b"),
 				wh("opq/.wh..wh..opq"), {Name: "opq/new", ModTime: t1, Body: []byte("new\n")},
 				{Name: "bin/tool", Mode: 0o755, ModTime: t1, Body: []byte("tool v2\n")},
-				hard("bin/link2", "bin/hard"), // a link to a lower-layer file
+				hard("bin/link2", "bin/hard", 0o755), // a link to a lower-layer file
 				{Name: "deep/a/b2/d.txt", ModTime: t1, Body: []byte("missing parents again\n")},
 				{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777, ModTime: t1},
 			}},
@@ -211,7 +214,7 @@ func generatedImages() []generatedImage {
 		Layers: []testimage.Layer{
 			{Entries: []testimage.Entry{dir("hl/", 0), file("hl/keep", "lower\n")}},
 			{Entries: []testimage.Entry{
-				hard("hl/early", "hl/late"), // target later in the tar
+				hard("hl/early", "hl/late", 0o644), // target later in the tar
 				file("hl/late", "late\n"),
 			}},
 		},
@@ -227,9 +230,9 @@ func generatedImages() []generatedImage {
 	whLink := generatedImage{name: "whiteout-link", umoci: false /* umoci: "hl/link: link: no such file or directory" */, img: testimage.Image{
 		Layers: []testimage.Layer{
 			{Entries: whLinkLower},
-			{Entries: []testimage.Entry{wh("hl/.wh.target"), hard("hl/link", "hl/target")}},
+			{Entries: []testimage.Entry{wh("hl/.wh.target"), hard("hl/link", "hl/target", 0o644)}},
 		},
-	}, replay: [][]testimage.Entry{whLinkLower, {hard("hl/link", "hl/target")}, {wh("hl/.wh.target")}}}
+	}, replay: [][]testimage.Entry{whLinkLower, {hard("hl/link", "hl/target", 0o644)}, {wh("hl/.wh.target")}}}
 
 	rootOpaque := generatedImage{name: "root-opaque", umoci: true, img: testimage.Image{
 		Layers: []testimage.Layer{

@@ -180,11 +180,20 @@ func replayTree(t *testing.T, tars [][]byte) map[string]fsEntry {
 	return out
 }
 
-// compareTrees reports every path whose type, permission bits, owner, size,
-// symlink target, content hash or (non-directory) link count differ.
-// Directory sizes and link counts are file system specific and not compared.
-func compareTrees(t *testing.T, what string, got, want map[string]fsEntry, compareOwner bool) {
-	t.Helper()
+// treeDiff is one path at which two trees differ: the fields that differ
+// (nil when the path is in only one of them) and both entries (nil where
+// absent).
+type treeDiff struct {
+	Path      string
+	Fields    []string
+	Got, Want *fsEntry
+}
+
+// diffTrees returns every path, sorted, whose type, permission bits, owner
+// (with compareOwner), size, symlink target, content hash or (non-directory)
+// link count differ. Directory sizes and link counts are file system
+// specific and not compared, nor are symlink permissions.
+func diffTrees(got, want map[string]fsEntry, compareOwner bool) []treeDiff {
 	var paths []string
 	seen := map[string]bool{}
 	for p := range got {
@@ -197,16 +206,16 @@ func compareTrees(t *testing.T, what string, got, want map[string]fsEntry, compa
 		}
 	}
 	sort.Strings(paths)
-	var bad []string
+	var out []treeDiff
 	for _, p := range paths {
 		g, gok := got[p]
 		w, wok := want[p]
 		switch {
 		case !gok:
-			bad = append(bad, fmt.Sprintf("%s: missing from the mount; %s has %s", p, what, w))
+			out = append(out, treeDiff{Path: p, Want: &w})
 			continue
 		case !wok:
-			bad = append(bad, fmt.Sprintf("%s: in the mount (%s) but not in %s", p, g, what))
+			out = append(out, treeDiff{Path: p, Got: &g})
 			continue
 		}
 		var fields []string
@@ -226,7 +235,24 @@ func compareTrees(t *testing.T, what string, got, want map[string]fsEntry, compa
 			fields = append(fields, "nlink")
 		}
 		if len(fields) > 0 {
-			bad = append(bad, fmt.Sprintf("%s: %s differ\n      mount: %s\n      %s: %s", p, strings.Join(fields, ", "), g, what, w))
+			out = append(out, treeDiff{Path: p, Fields: fields, Got: &g, Want: &w})
+		}
+	}
+	return out
+}
+
+// compareTrees reports the diffTrees of the mount (got) and a reference.
+func compareTrees(t *testing.T, what string, got, want map[string]fsEntry, compareOwner bool) {
+	t.Helper()
+	var bad []string
+	for _, d := range diffTrees(got, want, compareOwner) {
+		switch {
+		case d.Got == nil:
+			bad = append(bad, fmt.Sprintf("%s: missing from the mount; %s has %s", d.Path, what, d.Want))
+		case d.Want == nil:
+			bad = append(bad, fmt.Sprintf("%s: in the mount (%s) but not in %s", d.Path, d.Got, what))
+		default:
+			bad = append(bad, fmt.Sprintf("%s: %s differ\n      mount: %s\n      %s: %s", d.Path, strings.Join(d.Fields, ", "), d.Got, what, d.Want))
 		}
 	}
 	if len(bad) > 0 {
