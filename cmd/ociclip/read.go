@@ -82,7 +82,7 @@ func runCat(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	buf := make([]byte, chunk)
 	for off := *offset; off < end; {
 		m := min(int64(chunk), end-off)
-		// Reads of 1 MiB: each read inflates from its resume point.
+		// Reads of 1 MiB through the span engine: each span is inflated once.
 		k, err := sr.ReadAt(buf[:m], off)
 		if err != nil && err != io.EOF {
 			return err
