@@ -70,7 +70,7 @@ func textish(r *rand.Rand, n int) []byte {
 
 // makeLayer writes a one-layer image (about 1.5 MiB uncompressed) with
 // compression c and indexes it with 64 KiB spans.
-func makeLayer(t *testing.T, c testimage.Compression) *oneLayer {
+func makeLayer(t testing.TB, c testimage.Compression) *oneLayer {
 	t.Helper()
 	r := rand.New(rand.NewPCG(5, 6))
 	var es []testimage.Entry
