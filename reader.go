@@ -82,7 +82,9 @@ func OpenReader(archivePath, source string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := NewSpanReader(a, lb, spans.New(a, lb, spans.Options{}))
+	// cat and verify read mostly in order: a 32 MiB cache holds the spans
+	// in use and the read-ahead.
+	r := NewSpanReader(a, lb, spans.New(a, lb, spans.Options{CacheSize: 32 << 20}))
 	r.closer = lb
 	return r, nil
 }

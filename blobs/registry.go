@@ -295,6 +295,25 @@ func (r *Registry) Size(ctx context.Context, d string) (int64, error) {
 	if ok {
 		return size, nil
 	}
+	size, err := r.headSize(ctx, d)
+	if err != nil && ctx.Err() == nil {
+		// Blob stores behind redirects may refuse HEAD (a presigned GET
+		// URL): ask for the first byte and read the total from
+		// Content-Range.
+		var gerr error
+		if size, gerr = r.getSize(ctx, d); gerr != nil {
+			return 0, errors.Join(err, gerr)
+		}
+	} else if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.sizes[d] = size
+	r.mu.Unlock()
+	return size, nil
+}
+
+func (r *Registry) headSize(ctx context.Context, d string) (int64, error) {
 	resp, err := r.do(ctx, http.MethodHead, d, "")
 	if err != nil {
 		return 0, err
@@ -303,8 +322,23 @@ func (r *Registry) Size(ctx context.Context, d string) (int64, error) {
 	if resp.ContentLength < 0 {
 		return 0, fmt.Errorf("%w: HEAD %s: no Content-Length", ErrRegistry, r.blobURL(d))
 	}
-	r.mu.Lock()
-	r.sizes[d] = resp.ContentLength
-	r.mu.Unlock()
 	return resp.ContentLength, nil
+}
+
+func (r *Registry) getSize(ctx context.Context, d string) (int64, error) {
+	resp, err := r.do(ctx, http.MethodGet, d, "bytes=0-0")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
+		return resp.ContentLength, nil
+	}
+	cr := resp.Header.Get("Content-Range")
+	if _, total, ok := strings.Cut(cr, "/"); ok {
+		if n, err := strconv.ParseInt(total, 10, 64); err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: GET %s: no size in Content-Range %q", ErrRegistry, r.blobURL(d), cr)
 }

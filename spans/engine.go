@@ -322,7 +322,9 @@ func (e *Engine) prefetch(l *layer, i int, optional bool) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		e.span(e.ctx, l, i, full) // the error is logged by fetch; a read retries
+		if e.ctx.Err() == nil {
+			e.span(e.ctx, l, i, full) // the error is logged by fetch; a read retries
+		}
 	}()
 }
 
@@ -394,9 +396,15 @@ func (e *Engine) fetch(l *layer, i int, k spanKey, c *call) {
 	if b == nil && err == nil {
 		select {
 		case e.sem <- struct{}{}:
-			if prev != nil {
+			switch {
+			case ctx.Err() != nil:
+				if prev != nil {
+					prev.c.close()
+				}
+				err = ctx.Err()
+			case prev != nil:
 				b, co, err = l.extend(ctx, i, prev.b, prev.c, c.want)
-			} else {
+			default:
 				e.misses.Add(1)
 				b, co, err = l.produce(ctx, e.src, i, c.want, &e.inflated, &e.fetched)
 			}
@@ -415,7 +423,9 @@ func (e *Engine) fetch(l *layer, i int, k spanKey, c *call) {
 	}
 	if err != nil {
 		err = fmt.Errorf("layer %s, span at uncompressed offset %d: %w", l.digest, l.bounds[i], err)
-		e.logf("ociclip: read failed: %v", err)
+		if e.ctx.Err() == nil { // not a read-ahead stopped by Close
+			e.logf("ociclip: read failed: %v", err)
+		}
 	}
 	c.b, c.err = b, err
 	e.mu.Lock()

@@ -31,20 +31,37 @@ type ReaderAtOpener interface {
 func ReaderAtSource(o ReaderAtOpener) Source { return &raSource{o: o} }
 
 type raSource struct {
-	o  ReaderAtOpener
-	mu sync.Mutex
+	o    ReaderAtOpener
+	mu   sync.Mutex
+	open map[string]raBlob
 }
 
-func (s *raSource) open(d string) (io.ReaderAt, int64, error) {
-	// Openers such as the root package's layout blobs are safe for
-	// concurrent use; a test's opener may not be.
+type raBlob struct {
+	ra   io.ReaderAt
+	size int64
+}
+
+// blob opens d once (an opener may read or map the whole blob) and keeps
+// it; openers need not be safe for concurrent use.
+func (s *raSource) blob(d string) (io.ReaderAt, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.o.OpenLayer(d)
+	if b, ok := s.open[d]; ok {
+		return b.ra, b.size, nil
+	}
+	ra, size, err := s.o.OpenLayer(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.open == nil {
+		s.open = map[string]raBlob{}
+	}
+	s.open[d] = raBlob{ra, size}
+	return ra, size, nil
 }
 
 func (s *raSource) OpenRange(ctx context.Context, d string, off, n int64) (io.ReadCloser, error) {
-	ra, size, err := s.open(d)
+	ra, size, err := s.blob(d)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +75,7 @@ func (s *raSource) OpenRange(ctx context.Context, d string, off, n int64) (io.Re
 }
 
 func (s *raSource) Size(ctx context.Context, d string) (int64, error) {
-	_, size, err := s.open(d)
+	_, size, err := s.blob(d)
 	return size, err
 }
 

@@ -11,11 +11,13 @@ import (
 
 	"github.com/ociclip/ociclip/clipstorage"
 	"github.com/ociclip/ociclip/internal/fusetest"
+	"github.com/ociclip/ociclip/internal/registrytest"
 )
 
-// TestMountCommand mounts testdata's busybox with `ociclip mount --layout`,
-// reads a file through the mount, then cancels the context (what SIGINT and
-// SIGTERM do in main) and expects a clean unmount and exit status 0.
+// TestMountCommand mounts testdata's busybox with `ociclip mount`, from
+// the layout (--layout) and from the registry the archive names, reads a
+// file through the mount, then cancels the context (what SIGINT and SIGTERM
+// do in main) and expects a clean unmount and exit status 0.
 func TestMountCommand(t *testing.T) {
 	if err := clipstorage.CheckFUSE(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -23,10 +25,26 @@ func TestMountCommand(t *testing.T) {
 		}
 		t.Skip(err)
 	}
+	t.Setenv("DOCKER_CONFIG", t.TempDir()) // the loopback registry is anonymous
+	reg := registrytest.StartWith(t, registrytest.Options{Range: true})
+	ref := reg.PushLayout(t, "../../testdata/busybox", "1.35", "test/busybox:1.35")
 	out := filepath.Join(t.TempDir(), "bb.clip")
-	if code, _, stderr := runCLI(t, "index", "oci:../../testdata/busybox:1.35", "-o", out, "-q"); code != 0 {
+	if code, _, stderr := runCLI(t, "index", "oci:../../testdata/busybox:1.35", "-o", out, "-q", "--storage-ref", ref); code != 0 {
 		t.Fatalf("index: %d: %s", code, stderr)
 	}
+	t.Run("layout", func(t *testing.T) {
+		mountAndRead(t, out, "--layout", "oci:../../testdata/busybox", "--cache-size", "8M")
+	})
+	t.Run("registry", func(t *testing.T) {
+		before := reg.BlobBytes("")
+		mountAndRead(t, out, "--cache-dir", t.TempDir())
+		if reg.BlobBytes("") == before {
+			t.Error("no blob bytes fetched from the registry")
+		}
+	})
+}
+
+func mountAndRead(t *testing.T, out string, flags ...string) {
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
@@ -36,7 +54,7 @@ func TestMountCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"mount", out, mnt, "--layout", "oci:../../testdata/busybox", "--cache-size", "8M"}, &stdout, &stderr)
+		done <- run(ctx, append([]string{"mount", out, mnt}, flags...), &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !fusetest.IsMounted(mnt) {
