@@ -74,7 +74,9 @@ func New(a *archive.Archive, md *common.ClipArchiveMetadata, src spans.Source, o
 	if opts.ReadTimeout <= 0 {
 		opts.ReadTimeout = 5 * time.Minute
 	}
-	r := ociclip.NewSpanReader(a, src, spans.New(a, src, opts.Spans))
+	e := spans.New(a, src, opts.Spans)
+	e.Prepare() // the registry's connection and blob sizes before the first read
+	r := ociclip.NewSpanReader(a, src, e)
 	return &Storage{md: md, r: r, src: src, opts: opts}
 }
 

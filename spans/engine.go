@@ -227,6 +227,27 @@ func (e *Engine) layer(ctx context.Context, d string) (*layer, error) {
 	return l, nil
 }
 
+// Prepare looks up every layer of the archive in the background (for a
+// registry: the connection, the token exchange and a HEAD of each blob), so
+// that the first read of a file does not wait for them. Failures are not
+// kept: a read looks the layer up again.
+func (e *Engine) Prepare() {
+	seen := map[string]bool{}
+	for _, d := range e.a.Storage.Layers {
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			if e.ctx.Err() == nil {
+				e.layer(e.ctx, d)
+			}
+		}()
+	}
+}
+
 // CheckRange fails with an error wrapping ErrVerify when [uoff, uoff+n) is
 // not inside layer d's uncompressed stream (as far as its length is known
 // before reading it).
