@@ -689,9 +689,9 @@ func (m *merger) walkDir(p string, abs, create bool, layerDigest string, mtime u
 type walkMode uint8
 
 const (
-	kernelWalk  walkMode = iota // component by component, as the kernel
-	applierRel                  // as containerd resolves a relative tar name's parent
-	applierAbs                  // as containerd resolves an absolute tar name's parent
+	kernelWalk walkMode = iota // component by component, as the kernel
+	applierRel                 // as containerd resolves a relative tar name's parent
+	applierAbs                 // as containerd resolves an absolute tar name's parent
 )
 
 // walk is walkDir in mode; with kernelWalk, symlinks are followed
