@@ -202,7 +202,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		if !isWhiteout(e.Path) || isAufsMeta(e.Path) {
 			continue
 		}
-		if err := m.whiteout(e.Path); err != nil {
+		if err := m.whiteout(e.Path, e.AbsName); err != nil {
 			return err
 		}
 		m.stats.Whiteouts++
@@ -231,7 +231,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 			// Nothing can be shown at this path, but what lower layers had
 			// there is hidden all the same (its parent resolved as an
 			// entry's: through symlinks).
-			if _, err := m.detach(e.Path); err != nil {
+			if _, err := m.detach(e.Path, e.AbsName); err != nil {
 				return fmt.Errorf("%s: %w", e.Path, err)
 			}
 			continue
@@ -266,7 +266,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 		default:
 			return fmt.Errorf("entry %q: unknown kind %d", e.Path, e.Kind)
 		}
-		if err := m.put(n, l.Digest); err != nil {
+		if err := m.put(n, l.Digest, e.AbsName); err != nil {
 			return err
 		}
 	}
@@ -285,7 +285,7 @@ func (m *merger) applyLayer(l *LayerEntries) error {
 // link at: e.Path with its parent resolved before the removal, as
 // containerd resolves it once (the removed node may have been on the way).
 func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs map[int]error, i int) (resolved, string, error) {
-	at, err := m.detach(e.Path)
+	at, err := m.detach(e.Path, e.AbsName)
 	if err != nil {
 		return resolved{}, "", fmt.Errorf("%s: %w", e.Path, err)
 	}
@@ -316,9 +316,9 @@ func (m *merger) applyLink(e *tarindex.Entry, links map[int]resolved, linkErrs m
 // a hard link replaces before it resolves its target. It returns p with
 // its parent resolved; p itself when the parent does
 // not exist yet (then nothing was removed, and put resolves it alike).
-func (m *merger) detach(p string) (string, error) {
+func (m *merger) detach(p string, abs bool) (string, error) {
 	dir, name := path.Split(p)
-	d, real, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
+	d, real, err := m.walkDir(path.Clean(dir), abs, false, "", 0, 0)
 	if err != nil || d == nil {
 		return p, err
 	}
@@ -337,7 +337,7 @@ func (m *merger) hardlinkTarget(linkname string) (*tnode, error) {
 		// Fast path: a target whose parents are plain directories needs
 		// no resolution (the common case, and every real image's).
 		clean := path.Clean("/" + dir)
-		if d, real, err := m.walk(clean, false, false, "", 0, 0); err == nil && d != nil && real == clean {
+		if d, real, err := m.walk(clean, false, kernelWalk, "", 0, 0); err == nil && d != nil && real == clean {
 			return d.children[base], nil
 		}
 	}
@@ -356,7 +356,7 @@ func (m *merger) lstat(p string) (*tnode, error) {
 		return m.root, nil
 	}
 	dir, name := path.Split(p)
-	d, _, err := m.walk(path.Clean(dir), false, false, "", 0, 0)
+	d, _, err := m.walk(path.Clean(dir), false, kernelWalk, "", 0, 0)
 	if err != nil || d == nil {
 		return nil, err
 	}
@@ -439,7 +439,7 @@ func (w *rootPathWalk) dir(d string) (*tnode, error) {
 			// of the same text goes through the kernel, which follows
 			// an absolute symlink out of the extraction root, to the
 			// host's files, and finds none rather than a loop.
-			if n, _, err = w.m.walk(d, false, false, "", 0, 0); errors.Is(err, ErrSymlinkLoop) {
+			if n, _, err = w.m.walk(d, false, kernelWalk, "", 0, 0); errors.Is(err, ErrSymlinkLoop) {
 				n, err = nil, nil
 			}
 			if err != nil {
@@ -582,13 +582,13 @@ func isAufsMeta(p string) bool {
 }
 
 // whiteout applies one whiteout marker to the tree (lower layers' content).
-func (m *merger) whiteout(p string) error {
+func (m *merger) whiteout(p string, abs bool) error {
 	dir, base := path.Split(p)
 	name := strings.TrimPrefix(base, whiteoutPrefix)
 	if base != opaqueMarker && (name == "" || name == "." || name == ".." || strings.Contains(name, "/")) {
 		return fmt.Errorf("%w: %q", ErrBadWhiteout, p)
 	}
-	d, _, err := m.walkDir(path.Clean(dir), false, "", 0, 0)
+	d, _, err := m.walkDir(path.Clean(dir), abs, false, "", 0, 0)
 	if err != nil || d == nil {
 		return err // nothing below a missing directory to hide
 	}
@@ -623,10 +623,10 @@ func (m *merger) lookup(p string) *tnode {
 // the parent path are followed inside the image root, as containerd and
 // umoci do when they extract a layer; the node then takes the resolved path.
 // A symlink loop is ErrSymlinkLoop.
-func (m *merger) put(n *tnode, layerDigest string) error {
+func (m *merger) put(n *tnode, layerDigest string, abs bool) error {
 	dir, name := path.Split(n.clip.Path)
 	d := path.Clean(dir)
-	parent, real, err := m.walkDir(d, true, layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
+	parent, real, err := m.walkDir(d, abs, true, layerDigest, n.clip.Attr.Mtime, n.clip.Attr.Mtimensec)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.clip.Path, err)
 	}
@@ -656,24 +656,38 @@ func (m *merger) put(n *tnode, layerDigest string) error {
 
 // walkDir resolves the directory path p (clean, absolute) as containerd's
 // applier resolves an entry's parent: while its components are
-// directories, as they are; at the first symlink, by rootPath of p made
-// relative, as containerd passes a (relative) tar name's parent (rootPath
-// returns a top-level symlink's target unjoined, so that its ".." apply
-// after the symlinks before them, where joining would clean them away).
+// directories, as they are; at the first symlink, by rootPath of p as the
+// tar name had it: relative, unless abs (the name began with "/"). The two
+// differ: for a relative path rootPath returns a top-level symlink's
+// target unjoined, so that its ".." apply after the symlinks before them;
+// for an absolute one it joins the target to "/", cleaning them away.
 // It returns the directory and its real path. With create, missing
 // directories are created (synthesized, with mtime and the inode of
 // layerDigest + path) and a non-directory in the way is replaced by one;
 // without it, nil is returned for a path that does not lead to a
 // directory.
-func (m *merger) walkDir(p string, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
-	return m.walk(p, create, true, layerDigest, mtime, mtimensec)
+func (m *merger) walkDir(p string, abs, create bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+	mode := applierRel
+	if abs {
+		mode = applierAbs
+	}
+	return m.walk(p, create, mode, layerDigest, mtime, mtimensec)
 }
 
-// walk is walkDir; with applier false, symlinks are followed component by
-// component as the kernel does (inside the root: absolute targets from
-// the root, ".." stopping at the root), which is how rootPath looks paths
-// up.
-func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
+// walkMode is how walk resolves symlinks.
+type walkMode uint8
+
+const (
+	kernelWalk walkMode = iota // component by component, as the kernel
+	applierRel                 // as containerd resolves a relative tar name's parent
+	applierAbs                 // as containerd resolves an absolute tar name's parent
+)
+
+// walk is walkDir in mode; with kernelWalk, symlinks are followed
+// component by component as the kernel does (inside the root: absolute
+// targets from the root, ".." stopping at the root), which is how
+// rootPath looks paths up.
+func (m *merger) walk(p string, create bool, mode walkMode, layerDigest string, mtime uint64, mtimensec uint32) (*tnode, string, error) {
 	cur, curPath := m.root, "/"
 	steps := 0
 	if strings.HasPrefix(p, "/") && path.Clean(p) == p {
@@ -694,7 +708,7 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 			switch {
 			case child != nil && child.children != nil:
 			case child != nil && child.clip.NodeType == common.SymLinkNode:
-				if applier {
+				if mode != kernelWalk {
 					// Where no symlink target on the way has a ".."
 					// and the directory exists, the kernel's walk
 					// (cheap) finds what rootPath would.
@@ -702,11 +716,15 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 					if d, real, err := m.walkGeneral(cur, curPath, p, p[i:], steps, false, "", 0, 0, &dotdot); err == nil && d != nil && !dotdot {
 						return d, real, nil
 					}
-					real, err := m.rootPath(p[1:])
+					rp := p[1:]
+					if mode == applierAbs {
+						rp = p
+					}
+					real, err := m.rootPath(rp)
 					if err != nil {
 						return nil, "", err
 					}
-					return m.walk(real, create, false, layerDigest, mtime, mtimensec)
+					return m.walk(real, create, kernelWalk, layerDigest, mtime, mtimensec)
 				}
 				return m.walkGeneral(cur, curPath, p, p[i:], steps, create, layerDigest, mtime, mtimensec, nil)
 			case !create:
@@ -722,12 +740,16 @@ func (m *merger) walk(p string, create, applier bool, layerDigest string, mtime 
 		}
 		return cur, curPath, nil
 	}
-	if applier {
-		real, err := m.rootPath(strings.TrimPrefix(p, "/"))
+	if mode != kernelWalk {
+		rp := strings.TrimPrefix(p, "/")
+		if mode == applierAbs {
+			rp = "/" + rp
+		}
+		real, err := m.rootPath(rp)
 		if err != nil {
 			return nil, "", err
 		}
-		return m.walk(real, create, false, layerDigest, mtime, mtimensec)
+		return m.walk(real, create, kernelWalk, layerDigest, mtime, mtimensec)
 	}
 	return m.walkGeneral(cur, curPath, p, p, steps, create, layerDigest, mtime, mtimensec, nil)
 }

@@ -124,6 +124,21 @@ func TestMergeHardLinkTargetsAsContainerd(t *testing.T) {
 			t.Errorf("/b/a/a/a: %+v", l)
 		}
 	})
+	t.Run("an absolute tar name resolves its parent from the absolute text", func(t *testing.T) {
+		a, b := symlink("/a", "./b/.."), symlink("/b", "/a/b")
+		abs := symlink("/a/a", "/a")
+		abs.AbsName = true
+		m := merge(t, []tarindex.Entry{a, b, abs})
+		wantPaths(t, m, "/", "/a", "/b")
+		if m["/a"].Target != "/a" {
+			t.Errorf("/a -> %q, want the entry /a/a placed at /a (target /a)", m["/a"].Target)
+		}
+		rel := abs
+		rel.AbsName = false
+		if _, _, err := Merge([]LayerEntries{{Digest: "d", Entries: []tarindex.Entry{a, b, rel}}}, t0); !errors.Is(err, ErrSymlinkLoop) {
+			t.Errorf("relative a/a: err = %v, want ErrSymlinkLoop", err)
+		}
+	})
 	t.Run("target that is the parent of a dot-dot", func(t *testing.T) {
 		_, _, err := Merge([]LayerEntries{{Digest: "d", Entries: append(etc, hardlink("/l", "etc/passwd/.."))}}, t0)
 		if !errors.Is(err, ErrHardlink) {

@@ -717,6 +717,7 @@ func (ix *indexer) entry(hdr *tar.Header, pos int64) (e Entry, keep bool, err er
 	}
 	e = Entry{
 		Path:       p,
+		AbsName:    strings.HasPrefix(hdr.Name, "/"),
 		Kind:       kind,
 		Mode:       uint32(hdr.Mode & 07777),
 		Uid:        uint32(hdr.Uid),

@@ -68,7 +68,11 @@ type Entry struct {
 	// Path is the clean absolute path of the entry inside the image root:
 	// "./usr/bin/" becomes "/usr/bin", and the root entry ("./" or "/") is "/".
 	Path string
-	Kind EntryKind
+	// AbsName: the tar name began with "/". containerd's applier resolves
+	// the parent of such a name from its absolute text, which can place it
+	// elsewhere when symlink targets hold ".." (see package archive).
+	AbsName bool
+	Kind    EntryKind
 	// Mode holds the permission and special bits (07777) of the tar header,
 	// without file type bits.
 	Mode uint32
