@@ -19,7 +19,7 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# internal/cdapply (containerd's applier for applier_test.go) is a module of
+# internal/cdapply (containerd's applier for internal/e2e/applier_test.go) is a module of
 # its own, outside ./...
 vet:
 	$(GO) vet $(PKGS)

@@ -26,10 +26,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/beam-cloud/clip/pkg/clip"
 
+	"github.com/ociclip/ociclip/internal/fusetest"
 	"github.com/ociclip/ociclip/internal/registrytest"
 	"github.com/ociclip/ociclip/internal/testimage"
 )
@@ -297,7 +297,7 @@ func mountClip(t *testing.T, archivePath string) string {
 		case <-time.After(10 * time.Second):
 			t.Errorf("FUSE server for %s did not stop", mnt)
 		}
-		if isMounted(mnt) {
+		if fusetest.IsMounted(mnt) {
 			t.Errorf("%s is still mounted", mnt)
 		}
 	})
@@ -305,7 +305,7 @@ func mountClip(t *testing.T, archivePath string) string {
 		t.Fatalf("starting the FUSE server: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !isMounted(mnt) {
+	for !fusetest.IsMounted(mnt) {
 		select {
 		case err := <-serverErr:
 			t.Fatalf("FUSE server stopped before the mount was up: %v", err)
@@ -316,40 +316,8 @@ func mountClip(t *testing.T, archivePath string) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	disablePoll(t, mnt)
+	fusetest.DisablePoll(t, mnt)
 	return mnt
-}
-
-// disablePoll does go-fuse's "epoll hack" synchronously, before the test
-// opens any file on the mount through package os.
-//
-// The test process is also the FUSE server. Package os registers every file
-// it opens with the runtime's epoll instance; for a FUSE file the kernel
-// then sends FUSE_POLL and epoll_ctl waits for the answer while its thread
-// keeps a P and holds the epoll instance. With GOMAXPROCS=2 (these
-// machines) and a read in flight that waits for the registry (netpoll), no
-// goroutine is left to answer: the whole process wedges, and no in-process
-// timer fires. go-fuse avoids this by making the kernel send one FUSE_POLL
-// early, which it answers with ENOSYS, after which the kernel never sends
-// another; but clip's startServer runs that hack in a goroutine, racing
-// with the test. So do it here, with raw syscalls (no epoll), and only then
-// touch the mount.
-func disablePoll(t *testing.T, mnt string) {
-	t.Helper()
-	fd, err := syscall.Open(filepath.Join(mnt, ".go-fuse-epoll-hack"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("opening go-fuse's poll hack file on %s: %v", mnt, err)
-	}
-	defer syscall.Close(fd)
-	pfd := struct {
-		fd              int32
-		events, revents int16
-	}{fd: int32(fd), events: 0x1 | 0x2 | 0x4} // POLLIN|POLLPRI|POLLOUT
-	var zero syscall.Timespec
-	// ppoll exists on every Linux architecture (poll does not on arm64).
-	if _, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0); errno != 0 {
-		t.Fatalf("ppoll on go-fuse's poll hack file: %v", errno)
-	}
 }
 
 // watchdog is a separate process that, if the test has not unmounted mnt
@@ -361,7 +329,7 @@ type watchdog struct{ cmd *exec.Cmd }
 func startWatchdog(t *testing.T, mnt string) *watchdog {
 	t.Helper()
 	abort := ""
-	if dev := mountDevice(mnt); dev != "" {
+	if dev := fusetest.MountDevice(mnt); dev != "" {
 		if _, minor, ok := strings.Cut(dev, ":"); ok {
 			abort = fmt.Sprintf("f=/sys/fs/fuse/connections/%s/abort; [ -w $f ] && echo 1 > $f; ", minor)
 		}
@@ -379,41 +347,6 @@ func startWatchdog(t *testing.T, mnt string) *watchdog {
 func (w *watchdog) stop() {
 	syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 	w.cmd.Wait()
-}
-
-// mountDevice returns the "major:minor" of the file system mounted at dir.
-func mountDevice(dir string) string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
-			return f[2]
-		}
-	}
-	return ""
-}
-
-// isMounted reports whether dir is a mount point, from /proc/self/mountinfo.
-func isMounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMountinfo(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
 }
 
 // pread is one positioned read done through the mount.

@@ -21,8 +21,7 @@ import (
 // keeps a P. With GOMAXPROCS=2 and a read in flight, no goroutine may be
 // left to answer and the process wedges. go-fuse answers one early
 // FUSE_POLL with ENOSYS, after which the kernel sends no other; this does
-// that with raw syscalls (no epoll) before the mount is touched. (The same
-// as the root package's fuse_test.go.)
+// that with raw syscalls (no epoll) before the mount is touched.
 func DisablePoll(t testing.TB, mnt string) {
 	t.Helper()
 	fd, err := syscall.Open(filepath.Join(mnt, ".go-fuse-epoll-hack"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -43,15 +42,31 @@ func DisablePoll(t testing.TB, mnt string) {
 
 // IsMounted reports whether dir is a mount point, from /proc/self/mountinfo.
 func IsMounted(dir string) bool {
+	_, ok := mountinfo(dir)
+	return ok
+}
+
+// MountDevice returns the "major:minor" of the file system mounted at dir,
+// or "".
+func MountDevice(dir string) string {
+	f, _ := mountinfo(dir)
+	if len(f) > 2 {
+		return f[2]
+	}
+	return ""
+}
+
+// mountinfo returns the fields of dir's line in /proc/self/mountinfo.
+func mountinfo(dir string) ([]string, bool) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return nil, false
 	}
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) > 4 && r.Replace(f[4]) == dir {
-			return true
+			return f, true
 		}
 	}
-	return false
+	return nil, false
 }
