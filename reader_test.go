@@ -1,6 +1,7 @@
 package ociclip_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -362,5 +363,42 @@ func TestReaderFS(t *testing.T) {
 	b := make([]byte, 5)
 	if n, err := ra.ReadAt(b, 5); n != 5 || err != nil || string(b) != string(whole[5:10]) {
 		t.Errorf("ReadAt(5 bytes at 5) = %d, %v, %q; want %q", n, err, b, whole[5:10])
+	}
+}
+
+// TestVerifyThroughSymlinkedParents: files whose tar names run through a
+// symlinked directory (usrmerge's lib -> usr/lib) land elsewhere in the
+// merged tree, and hard links through such parents too; Verify checks each
+// node against the replayed entry its data location names, so none is a
+// mismatch (it compared by tar path, and reported all of them).
+func TestVerifyThroughSymlinkedParents(t *testing.T) {
+	dir := t.TempDir()
+	layers := []testimage.Layer{
+		{Entries: []testimage.Entry{
+			{Name: "usr/", Type: tar.TypeDir}, {Name: "usr/lib/", Type: tar.TypeDir},
+			{Name: "lib", Type: tar.TypeSymlink, Linkname: "usr/lib"},
+		}, Compression: testimage.Gzip},
+		{Entries: []testimage.Entry{
+			{Name: "lib/x.so", Body: bytes.Repeat([]byte("x.so "), 20000)},
+			{Name: "lib/y.so", Type: tar.TypeLink, Linkname: "lib/x.so"},
+			{Name: "etc/", Type: tar.TypeDir},
+			{Name: "etc/conf", Body: []byte("conf\n")},
+		}, Compression: testimage.Gzip},
+	}
+	if _, err := testimage.Write(dir, testimage.Ref{Name: "v", Image: &testimage.Image{Layers: layers}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := openReader(t, dir, 0)
+	for _, p := range []string{"/usr/lib/x.so", "/usr/lib/y.so"} {
+		if n, err := r.Lnode(p); err != nil || n.NodeType != common.FileNode {
+			t.Fatalf("%s: %v (the merge should place it through the symlink)", p, err)
+		}
+	}
+	res, err := r.Verify(context.Background(), func(p string, err error) { t.Errorf("Verify: %s: %v", p, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != 3 || len(res.Mismatches) != 0 {
+		t.Errorf("Verify checked %d files with %d mismatches, want 3 and 0", res.Files, len(res.Mismatches))
 	}
 }

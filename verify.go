@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"path"
 	"slices"
 	"sort"
 
@@ -129,7 +128,7 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 			exp, ok := want.content(n)
 			switch {
 			case !ok:
-				rerr = fmt.Errorf("%w: no file at %s in the replay of layer %s", ErrMismatch, n.Path, n.Remote.LayerDigest)
+				rerr = fmt.Errorf("%w: %s: the replay of layer %s has no %d-byte file at offset %d", ErrMismatch, n.Path, n.Remote.LayerDigest, n.Remote.ULength, n.Remote.UOffset)
 			case exp != got:
 				rerr = fmt.Errorf("%w: %s: %d bytes at offset %d of layer %s differ from the replay", ErrMismatch, n.Path, n.Remote.ULength, n.Remote.UOffset, n.Remote.LayerDigest)
 			}
@@ -151,35 +150,33 @@ func (r *Reader) Verify(ctx context.Context, report func(path string, err error)
 	return res, nil
 }
 
-// replayed holds, per layer, the hash of every regular file entry and the
-// hard link entries, from a sequential read of the layer.
+// replayed holds, per layer, the size and hash of every regular file
+// entry of a sequential read of the layer, by the offset of its data in the
+// uncompressed stream: a node is checked against the entry its data
+// location names, wherever the merge placed it (symlinked parents, hard
+// links).
 type replayed struct {
-	files   map[string]map[string]uint64 // layer digest -> clean path -> hash
-	links   map[string][]string          // clean path -> hard link targets, all layers
-	damaged map[string]error             // layer digest -> why it could not be replayed
+	files   map[string]map[int64]replayedFile // layer digest -> data offset -> file
+	damaged map[string]error                  // layer digest -> why it could not be replayed
 }
 
+// replayedFile is one regular file entry of a replayed layer.
+type replayedFile struct {
+	size int64
+	hash uint64
+}
+
+// content returns the hash of the entry whose data n's location names.
 func (w *replayed) content(n *common.ClipNode) (uint64, bool) {
-	files := w.files[n.Remote.LayerDigest]
-	seen := map[string]bool{}
-	pending := []string{n.Path}
-	for len(pending) > 0 {
-		p := pending[0]
-		pending = pending[1:]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		if h, ok := files[p]; ok {
-			return h, true
-		}
-		pending = append(pending, w.links[p]...)
+	f, ok := w.files[n.Remote.LayerDigest][n.Remote.UOffset]
+	if !ok || f.size != n.Remote.ULength {
+		return 0, false
 	}
-	return 0, false
+	return f.hash, true
 }
 
 func (r *Reader) replay(ctx context.Context, seed maphash.Seed) (*replayed, error) {
-	w := &replayed{files: map[string]map[string]uint64{}, links: map[string][]string{}, damaged: map[string]error{}}
+	w := &replayed{files: map[string]map[int64]replayedFile{}, damaged: map[string]error{}}
 	for i, d := range r.a.Storage.Layers {
 		if _, done := w.files[d]; done || w.damaged[d] != nil {
 			continue
@@ -187,7 +184,7 @@ func (r *Reader) replay(ctx context.Context, seed maphash.Seed) (*replayed, erro
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		files, err := r.replayVerified(ctx, i+1, len(r.a.Storage.Layers), d, w.links, seed)
+		files, err := r.replayVerified(ctx, i+1, len(r.a.Storage.Layers), d, seed)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -201,9 +198,10 @@ func (r *Reader) replay(ctx context.Context, seed maphash.Seed) (*replayed, erro
 }
 
 // replayLayer reads the layer blob from r (compressed by gzip, zstd or not
-// at all, told by its magic) and returns the keyed hash of every regular
-// file by clean path, adding its hard links to links.
-func replayLayer(r io.Reader, links map[string][]string, seed maphash.Seed) (map[string]uint64, error) {
+// at all, told by its magic) with archive/tar and returns every regular
+// file's size and keyed hash by the offset of its data in the uncompressed
+// stream (counted under archive/tar, which reads headers block by block).
+func replayLayer(r io.Reader, seed maphash.Seed) (map[int64]replayedFile, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic, _ := br.Peek(layerz.SniffLen)
 	comp, _ := layerz.Sniff(magic)
@@ -214,8 +212,9 @@ func replayLayer(r io.Reader, links map[string][]string, seed maphash.Seed) (map
 		return nil, err
 	}
 	defer rd.Close()
-	files := map[string]uint64{}
-	tr := tar.NewReader(rd)
+	files := map[int64]replayedFile{}
+	cr := &layerz.CountingReader{R: rd}
+	tr := tar.NewReader(cr)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) && len(files) > 0 {
@@ -225,17 +224,16 @@ func replayLayer(r io.Reader, links map[string][]string, seed maphash.Seed) (map
 		if err != nil {
 			return nil, err
 		}
-		p := path.Clean("/" + h.Name)
-		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
-			var hs maphash.Hash
-			hs.SetSeed(seed)
-			if _, err := io.Copy(&hs, tr); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, err
-			}
-			files[p] = hs.Sum64()
-		case tar.TypeLink:
-			links[p] = append(links[p], path.Clean("/"+h.Linkname))
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+			continue
 		}
+		off := cr.N
+		var hs maphash.Hash
+		hs.SetSeed(seed)
+		n, err := io.Copy(&hs, tr)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, err
+		}
+		files[off] = replayedFile{size: n, hash: hs.Sum64()}
 	}
 }

@@ -57,7 +57,7 @@ func (r *Reader) layerDescriptor(d string) (v1.Descriptor, error) {
 // verifies the blob's size and digest: the replay's files, or an error
 // wrapping ErrLayerDamaged that names the layer and says first whether the
 // blob does not match its descriptor, as indexing does.
-func (r *Reader) replayVerified(ctx context.Context, index, total int, d string, links map[string][]string, seed maphash.Seed) (map[string]uint64, error) {
+func (r *Reader) replayVerified(ctx context.Context, index, total int, d string, seed maphash.Seed) (map[int64]replayedFile, error) {
 	damaged := func(err error) error {
 		return &layerDamage{name: archive.LayerName(index, total, d), err: err}
 	}
@@ -70,7 +70,7 @@ func (r *Reader) replayVerified(ctx context.Context, index, total int, d string,
 		return nil, damaged(err)
 	}
 	defer rc.Close()
-	files, err := replayLayer(rc, links, seed)
+	files, err := replayLayer(rc, seed)
 	if err != nil {
 		return nil, damaged(blobFault(ctx, rc, err))
 	}
