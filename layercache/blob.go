@@ -9,10 +9,6 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/azureblob" // azblob:// URLs
-	_ "gocloud.dev/blob/fileblob"  // file:// URLs
-	_ "gocloud.dev/blob/gcsblob"   // gs:// URLs
-	_ "gocloud.dev/blob/s3blob"    // s3:// URLs
 	"gocloud.dev/gcerrors"
 
 	"github.com/ociclip/ociclip/tarindex"
@@ -73,7 +69,10 @@ func OpenBlob(ctx context.Context, rawURL string, o BlobOptions) (*Blob, error) 
 }
 
 // OpenURL opens the Store a --cache argument names: a URL (anything with
-// "://") through OpenBlob, anything else as a cache directory (Open).
+// "://") through OpenBlob, anything else as a cache directory (Open). The
+// URL's scheme needs its driver registered: import
+// github.com/ociclip/ociclip/layercache/clouddrivers (or a single
+// gocloud.dev/blob driver) for its side effects.
 func OpenURL(ctx context.Context, s string, o BlobOptions) (Store, error) {
 	if strings.Contains(s, "://") {
 		return OpenBlob(ctx, s, o)

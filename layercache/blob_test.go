@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	_ "gocloud.dev/blob/fileblob" // file:// URLs in tests
+	_ "gocloud.dev/blob/s3blob"   // s3:// URLs of the test server
 	"io"
 	"math/rand/v2"
 	"net/http"

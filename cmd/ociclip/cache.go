@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ociclip/ociclip/layercache"
+	_ "github.com/ociclip/ociclip/layercache/clouddrivers" // s3://, gs://, azblob://, file:// for --cache
 )
 
 // cacheFlagsUsage documents --cache and --cache-timeout (part of index's usage).

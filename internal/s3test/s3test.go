@@ -14,6 +14,8 @@ package s3test
 
 import (
 	"fmt"
+	_ "gocloud.dev/blob/fileblob" // file:// URLs in tests
+	_ "gocloud.dev/blob/s3blob"   // s3:// URLs of the test server
 	"io"
 	"net/http"
 	"net/http/httptest"
