@@ -101,6 +101,9 @@ type fetched struct {
 func fetchRange(ctx context.Context, src Source, d string, off, n int64) ([]byte, error) {
 	rc, err := src.OpenRange(ctx, d, off, n)
 	if err != nil {
+		if errors.Is(err, ErrVerify) {
+			return nil, err // a range the index names is outside the blob
+		}
 		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
 	}
 	defer rc.Close()
