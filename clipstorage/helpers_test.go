@@ -23,20 +23,16 @@ import (
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/clipstorage"
 	"github.com/ociclip/ociclip/internal/fusetest"
+	"github.com/ociclip/ociclip/internal/testenv"
 	"github.com/ociclip/ociclip/internal/testimage"
 	"github.com/ociclip/ociclip/spans"
 )
-
-func ciMode() bool { return os.Getenv("CI") == "true" }
 
 // requireFUSE skips (fails with CI=true) when this machine cannot mount.
 func requireFUSE(t *testing.T) {
 	t.Helper()
 	if err := clipstorage.CheckFUSE(); err != nil {
-		if ciMode() {
-			t.Fatalf("CI=true but %v", err)
-		}
-		t.Skipf("skipping: %v (set CI=true to make this a failure)", err)
+		testenv.Missing(t, "%v", err)
 	}
 }
 
@@ -224,14 +220,7 @@ func walk(t *testing.T, root string) map[string]entry {
 // returns the tree and the directory it unpacked into.
 func umociTree(t *testing.T, dir string) (map[string]entry, string) {
 	t.Helper()
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		if ciMode() {
-			t.Fatalf("CI=true but umoci is not in PATH: %v", err)
-		}
-		t.Skipf("skipping: umoci is not in PATH: %v", err)
-		return nil, ""
-	}
+	umoci := testenv.LookPath(t, "umoci")
 	dest := filepath.Join(t.TempDir(), "rootfs")
 	args := []string{"raw", "unpack"}
 	if os.Geteuid() != 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/internal/registrytest"
+	"github.com/ociclip/ociclip/internal/testenv"
 )
 
 // Every local form of ImageRef a user tries gives, through the clip-shaped
@@ -71,7 +72,7 @@ func TestCreateFromOCIImageLocalForms(t *testing.T) {
 				t.Errorf("ociclip index %s differs from the oci: layout's archive", src)
 			}
 		}
-	} else if os.Getenv("CI") == "true" {
+	} else if testenv.CI() {
 		t.Fatal("skopeo is required with CI=true")
 	} else {
 		t.Log("skopeo not installed: oci-archive:, dir: and docker-archive: forms not tested")

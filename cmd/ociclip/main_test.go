@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ociclip/ociclip/internal/testenv"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -175,12 +177,7 @@ func TestModeString(t *testing.T) {
 // Every source transport indexes to the same tree as the oci: layout it was
 // copied from (skopeo writes the copies).
 func TestIndexOtherSources(t *testing.T) {
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("skopeo is required with CI=true")
-		}
-		t.Skip("skopeo not installed")
-	}
+	testenv.LookPath(t, "skopeo")
 	dir := t.TempDir()
 	copyTo := func(dest string, extra ...string) {
 		args := append([]string{"copy", "-q"}, extra...)

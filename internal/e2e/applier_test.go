@@ -31,6 +31,7 @@ import (
 
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/internal/registrytest"
+	"github.com/ociclip/ociclip/internal/testenv"
 	"github.com/ociclip/ociclip/internal/testimage"
 )
 
@@ -41,10 +42,7 @@ func requireRoot(t testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	if ciMode() {
-		t.Fatalf("CI=true but the applier tests need root (euid %d)", os.Geteuid())
-	}
-	t.Skipf("skipping: containerd's and umoci's appliers need root to set owners (euid %d); set CI=true to make this a failure", os.Geteuid())
+	testenv.Missing(t, "containerd's and umoci's appliers need root to set owners (euid %d)", os.Geteuid())
 }
 
 // containerdApplier is a running `cdapply -serve`.
@@ -63,10 +61,7 @@ func startContainerd(t testing.TB) *containerdApplier {
 	requireRoot(t)
 	unavailable := func(format string, args ...any) {
 		t.Helper()
-		if ciMode() {
-			t.Fatalf("CI=true but containerd's applier is unavailable: "+format, args...)
-		}
-		t.Skipf("skipping: containerd's applier is unavailable: "+format+" (set CI=true to make this a failure)", args...)
+		testenv.Missing(t, "containerd's applier is unavailable: "+format, args...)
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {

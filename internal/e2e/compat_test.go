@@ -45,7 +45,6 @@ const compatCheckpointMiB = 1
 
 // ciMode reports whether missing tools must fail the tests instead of
 // skipping them (CI=true).
-func ciMode() bool { return os.Getenv("CI") == "true" }
 
 // quietClip silences clip's zerolog global logger (it logs every layer at
 // Info) and keeps clip's registry clients away from any credential helper or

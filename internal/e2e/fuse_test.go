@@ -31,6 +31,7 @@ import (
 
 	"github.com/ociclip/ociclip/internal/fusetest"
 	"github.com/ociclip/ociclip/internal/registrytest"
+	"github.com/ociclip/ociclip/internal/testenv"
 	"github.com/ociclip/ociclip/internal/testimage"
 )
 
@@ -47,25 +48,14 @@ func requireFUSE(t *testing.T) {
 	if len(why) == 0 {
 		return
 	}
-	if ciMode() {
-		t.Fatalf("CI=true but FUSE is unavailable: %s", strings.Join(why, "; "))
-	}
-	t.Skipf("skipping: cannot mount FUSE here: %s (set CI=true to make this a failure)", strings.Join(why, "; "))
+	testenv.Missing(t, "FUSE is unavailable: %s", strings.Join(why, "; "))
 }
 
 // umociPath returns umoci's path; missing umoci fails with CI=true and
 // skips otherwise.
 func umociPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("umoci")
-	if err == nil {
-		return p
-	}
-	if ciMode() {
-		t.Fatalf("CI=true but umoci is not in PATH: %v", err)
-	}
-	t.Skipf("skipping the umoci comparison: umoci is not in PATH (%v); set CI=true to make this a failure", err)
-	return ""
+	return testenv.LookPath(t, "umoci")
 }
 
 // fsEntry is what the test compares for one path.
