@@ -1,24 +1,35 @@
 package testenv
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
-// TestMissing: without CI=true a missing piece skips; with it, the test fails.
+// recorder records what Missing asks of a test.
+type recorder struct {
+	testing.TB
+	skip, fatal string
+}
+
+func (r *recorder) Helper()                           {}
+func (r *recorder) Skipf(format string, args ...any)  { r.skip = format }
+func (r *recorder) Fatalf(format string, args ...any) { r.fatal = format }
+
+// TestMissing: without CI=true a missing piece skips the test; with it,
+// the test fails.
 func TestMissing(t *testing.T) {
 	t.Setenv("CI", "")
-	skipped := false
-	t.Run("dev", func(t *testing.T) {
-		defer func() { skipped = t.Skipped() }()
-		Missing(t, "nothing here")
-	})
-	if !skipped {
-		t.Error("Missing did not skip without CI=true")
+	r := &recorder{TB: t}
+	Missing(r, "nothing here")
+	if r.fatal != "" || !strings.Contains(r.skip, "skipping") {
+		t.Errorf("without CI: skip %q, fatal %q; want a skip", r.skip, r.fatal)
 	}
 	t.Setenv("CI", "true")
-	if !CI() {
-		t.Fatal("CI() is false with CI=true")
+	r = &recorder{TB: t}
+	Missing(r, "nothing here")
+	if r.skip != "" || !strings.Contains(r.fatal, "CI=true") {
+		t.Errorf("with CI=true: skip %q, fatal %q; want a failure", r.skip, r.fatal)
 	}
-	// t.Fatalf would fail this test; check the path through LookPath of a
-	// command that exists instead.
 	if p := LookPath(t, "sh"); p == "" {
 		t.Error("LookPath(sh) is empty")
 	}
