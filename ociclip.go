@@ -141,6 +141,12 @@ type Options struct {
 	// none, and no random-access data at all: the extension section then
 	// holds only the checksum of clip's sections.
 	SpanBytes int64
+	// SmallFileSpanBytes is the closer spacing of those checkpoints where a
+	// layer holds many small files (0: 256 KiB; negative: none, every
+	// SpanBytes only): see tarindex.Options.SmallFileSpanBytes. It makes the
+	// first read of a small file through a lazy mount inflate about 8x less,
+	// for about 12 KiB of archive per extra checkpoint.
+	SmallFileSpanBytes int64
 	// Platform selects from a multi-platform index (default linux/GOARCH).
 	// When the selected image is a single manifest, a Platform that is set
 	// must match its config (else ociread.ErrPlatformNotFound).
@@ -280,7 +286,7 @@ func CreateFromOCILayout(ctx context.Context, opts Options) (*Result, error) {
 }
 
 // Normalize checks opts and fills in every default (CheckpointMiB,
-// SpanBytes, Concurrency, Limits except the image-dependent MaxNodes, a
+// SpanBytes, SmallFileSpanBytes, Concurrency, Limits except the image-dependent MaxNodes, a
 // discarding Logger), and returns the image source it names.
 // CreateFromOCILayout calls it; a caller may call it first to report bad
 // options before any work (errors wrap ErrOptions, or ociread's errors for
@@ -303,7 +309,7 @@ func (o Options) Normalize() (Options, ociread.Source, error) {
 		return o, src, err
 	}
 	lo := o.layerOptions("").Normalized()
-	o.CheckpointMiB, o.SpanBytes = lo.CheckpointMiB, lo.SpanBytes
+	o.CheckpointMiB, o.SpanBytes, o.SmallFileSpanBytes = lo.CheckpointMiB, lo.SpanBytes, lo.SmallFileSpanBytes
 	if o.Concurrency == 0 {
 		o.Concurrency = runtime.GOMAXPROCS(0)
 	}
@@ -316,7 +322,7 @@ func (o Options) Normalize() (Options, ociread.Source, error) {
 
 // layerOptions are the options of one layer's pass.
 func (o *Options) layerOptions(mediaType string) tarindex.Options {
-	return tarindex.Options{MediaType: mediaType, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, Limits: o.Limits}
+	return tarindex.Options{MediaType: mediaType, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, SmallFileSpanBytes: o.SmallFileSpanBytes, Limits: o.Limits}
 }
 
 // run is the state of one CreateFromOCILayout call.

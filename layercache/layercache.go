@@ -95,11 +95,13 @@ type Key struct {
 	// Compression is what the layer's media type implies ("gzip", "zstd",
 	// "none"), or "detect" for an empty media type.
 	Compression string
-	// CheckpointMiB, SpanBytes and Limits are tarindex.Options' fields with
-	// defaults applied (SpanBytes -1: no resumable checkpoints).
-	CheckpointMiB int
-	SpanBytes     int64
-	Limits        tarindex.Limits
+	// CheckpointMiB, SpanBytes, SmallFileSpanBytes and Limits are
+	// tarindex.Options' fields with defaults applied (SpanBytes -1: no
+	// resumable checkpoints; SmallFileSpanBytes -1: none closer).
+	CheckpointMiB      int
+	SpanBytes          int64
+	SmallFileSpanBytes int64
+	Limits             tarindex.Limits
 }
 
 // NewKey returns the key of indexing the blob with digest d and media type
@@ -119,13 +121,13 @@ func NewKey(d digest.Digest, mediaType string, o tarindex.Options) (Key, error) 
 		comp = c.String()
 	}
 	o = o.Normalized()
-	return Key{Digest: d, Compression: comp, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, Limits: o.Limits}, nil
+	return Key{Digest: d, Compression: comp, CheckpointMiB: o.CheckpointMiB, SpanBytes: o.SpanBytes, SmallFileSpanBytes: o.SmallFileSpanBytes, Limits: o.Limits}, nil
 }
 
 // String returns the canonical text of the key, which every entry echoes.
 func (k Key) String() string {
-	return fmt.Sprintf("ociclip layer cache v%d\nalgorithm %d\nschema %s\ndigest %s\ncompression %s\ncheckpoint-mib %d\nspan-bytes %d\nmax-entries %d\nmax-path-len %d\nmax-uncompressed-bytes %d\n",
-		FormatVersion, tarindex.AlgorithmVersion, schema, k.Digest, k.Compression, k.CheckpointMiB, k.SpanBytes,
+	return fmt.Sprintf("ociclip layer cache v%d\nalgorithm %d\nschema %s\ndigest %s\ncompression %s\ncheckpoint-mib %d\nspan-bytes %d\nsmall-file-span-bytes %d\nmax-entries %d\nmax-path-len %d\nmax-uncompressed-bytes %d\n",
+		FormatVersion, tarindex.AlgorithmVersion, schema, k.Digest, k.Compression, k.CheckpointMiB, k.SpanBytes, k.SmallFileSpanBytes,
 		k.Limits.MaxEntries, k.Limits.MaxPathLen, k.Limits.MaxUncompressedBytes)
 }
 

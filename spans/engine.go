@@ -44,8 +44,13 @@ var (
 const DefaultCacheSize = 128 << 20
 
 // A read is sequential (and triggers read-ahead) when it starts at most
-// seqGap bytes after the end of one of the last reads of its layer.
+// seqGap bytes after the end of one of the last reads of its layer, and
+// the run of such reads is at least seqMinRun bytes long.
 const seqGap = 8 << 10
+
+// seqMinRun is how long a sequential run of reads must be before the
+// engine reads ahead of it.
+const seqMinRun = 256 << 10
 
 // seqDecodeAhead is how far past a sequential read its span is decoded.
 const seqDecodeAhead = 256 << 10

@@ -45,11 +45,15 @@ type layer struct {
 	whole     *wholeLayer
 	wholeOnce sync.Mutex
 
-	// ends are where the last reads of the layer ended (for read-ahead).
+	// ends are the last reads of the layer and where their sequential
+	// runs started (for read-ahead).
 	endsMu sync.Mutex
-	ends   [8]int64
+	ends   [8]run
 	endsN  int
 }
+
+// run is a read and the start of the sequential run it continues.
+type run struct{ start, end int64 }
 
 // layerState builds the layer's state from the archive and the blob size.
 func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, error) {
@@ -409,20 +413,23 @@ func (s *frameSeq) Close() error {
 	return err
 }
 
-// continues records the read [uoff, end) and reports whether it starts
-// where one of the last reads of the layer ended (up to seqGap bytes
-// later: a tar header or two between files read in layer order). FUSE
-// sends a file's reads several at a time, so the last few ends count.
+// continues records the read [uoff, end) and reports whether it ends a
+// sequential run of at least seqMinRun bytes: reads each starting where
+// one of the last reads of the layer ended (up to seqGap bytes later: a
+// tar header or two between files read in layer order). FUSE sends a
+// file's reads several at a time, so the last few ends count. A short run
+// (a small file read whole, at container start) is not sequential: reading
+// ahead of it would inflate bytes nobody asked for.
 func (l *layer) continues(uoff, end int64) bool {
 	l.endsMu.Lock()
 	defer l.endsMu.Unlock()
-	seq := false
+	start := uoff
 	for i := 0; i < min(l.endsN, len(l.ends)); i++ {
-		if e := l.ends[i]; uoff >= e && uoff <= e+seqGap {
-			seq = true
+		if e := l.ends[i]; uoff >= e.end && uoff <= e.end+seqGap {
+			start = min(start, e.start)
 		}
 	}
-	l.ends[l.endsN%len(l.ends)] = end
+	l.ends[l.endsN%len(l.ends)] = run{start: start, end: end}
 	l.endsN++
-	return seq
+	return end-start >= seqMinRun
 }

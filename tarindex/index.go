@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"math"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,10 +104,15 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	ix.res.Compression = want
 	switch want {
 	case layerz.Gzip:
-		p.span = opts.span()
+		span, small := opts.spans()
+		p.candSpan = span
+		if small > 0 {
+			p.candSpan = small
+		}
 		p.gz = layerz.NewGzipReader(cr, br, p.onBlockEnd)
 		p.src = p.gz
 		ix.resolver = &cpResolver{}
+		ix.placer = &rpPlacer{span: span, small: small}
 	case layerz.Zstd:
 		dec, err := layerz.NewZstdDecoder()
 		if err != nil {
@@ -123,9 +129,6 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	}
 	res := &ix.res
 	res.CompressedSize = cr.N
-	if p.gz != nil {
-		res.ResumePoints = p.rps
-	}
 	if p.zs != nil {
 		res.ZstdFrames = p.zs.Frames()
 	}
@@ -138,8 +141,10 @@ type chunk struct {
 	buf  []byte
 	n    int
 	ends []layerz.BlockEnd
-	cin  int64 // blob bytes read when the chunk was complete
-	err  error // io.EOF after the last byte, or what stopped the decompressor
+	// cands are the candidate resume points found while filling it.
+	cands []layerz.ResumePoint
+	cin   int64 // blob bytes read when the chunk was complete
+	err   error // io.EOF after the last byte, or what stopped the decompressor
 	// refs counts the stages still using the chunk (modeHash: the hasher
 	// and the walker); the last one to release it returns it to the pool.
 	refs atomic.Int32
@@ -158,10 +163,10 @@ type producer struct {
 	// bufSize is the size of the chunk buffers to allocate.
 	bufSize int
 	hook    func(be layerz.BlockEnd, drift int64)
-	// resume points
-	span   int64
-	lastRP int64
-	rps    []layerz.ResumePoint
+	// candidate resume points: one at the first block end at least
+	// candSpan after the previous candidate (0: none)
+	candSpan int64
+	lastCand int64
 }
 
 // fill fills c from the decompressor.
@@ -174,7 +179,7 @@ func (p *producer) fill(c *chunk) {
 	if len(c.buf) < p.bufSize {
 		c.buf = make([]byte, p.bufSize)
 	}
-	c.n, c.ends, c.err = 0, c.ends[:0], nil
+	c.n, c.ends, c.cands, c.err = 0, c.ends[:0], c.cands[:0], nil
 	p.cur = c
 	if err := ctxErr(p.ctx); err != nil {
 		c.err = err
@@ -211,17 +216,17 @@ func (p *producer) onBlockEnd(be layerz.BlockEnd, cp *flate.InflateCheckpoint) {
 	} else {
 		p.cur.ends = append(p.cur.ends, be)
 	}
-	if p.span > 0 && !be.Final && be.UOff-p.lastRP >= p.span {
+	if p.candSpan > 0 && !be.Final && be.UOff-p.lastCand >= p.candSpan {
 		w := make([]byte, len(cp.Window))
 		copy(w, cp.Window)
-		p.rps = append(p.rps, layerz.ResumePoint{
+		p.cur.cands = append(p.cur.cands, layerz.ResumePoint{
 			COff:        be.COff,
 			BitOffset:   be.Bit,
 			UOff:        be.UOff,
 			Window:      w,
 			MemberStart: p.gz.MemberStart(),
 		})
-		p.lastRP = be.UOff
+		p.lastCand = be.UOff
 	}
 }
 
@@ -241,6 +246,7 @@ type ustream struct {
 	crcs   layerz.ChunkCRCs
 	hashed bool
 	res    *cpResolver
+	rp     *rpPlacer
 	// progress
 	progress func(Progress)
 	lastProg int64
@@ -263,6 +269,9 @@ func (u *ustream) load() {
 		for _, e := range c.ends {
 			u.res.ingest(e)
 		}
+	}
+	if u.rp != nil && len(c.cands) > 0 {
+		u.rp.add(c.cands)
 	}
 	u.cur, u.c = c.buf[:c.n], c
 	u.err = c.err
@@ -395,6 +404,62 @@ func (r *cpResolver) finish() {
 	r.pending = nil
 }
 
+// rpPlacer keeps the candidate resume points that Options' spacing rules
+// select: a candidate at least span after the last point kept, or one at
+// which SmallFileSpanFiles files have started since it (candidates of such
+// layers are small apart). Candidates arrive with the chunks, in order; the
+// walker notes every entry right after its header. A candidate at u is
+// decided once every file starting at or before u is known (an entry's data
+// reaches u, or the stream ended), so that the result does not depend on
+// how far the decompressor ran ahead of the walker.
+type rpPlacer struct {
+	span, small int64 // small 0: a point every span
+	lastKept    int64
+	known       int64   // every file with data at or before known is noted
+	starts      []int64 // data offsets of the files noted after lastKept
+	pending     []layerz.ResumePoint
+	out         []layerz.ResumePoint
+}
+
+// add queues candidates and decides those it can.
+func (r *rpPlacer) add(cands []layerz.ResumePoint) {
+	r.pending = append(r.pending, cands...)
+	r.decide(r.known)
+}
+
+// note records an entry whose data is the n bytes at uncompressed offset
+// off (a regular file when file is set) and decides the candidates it
+// settles.
+func (r *rpPlacer) note(off, n int64, file bool) {
+	if file && r.small > 0 && n > 0 {
+		r.starts = append(r.starts, off)
+	}
+	r.known = off + n
+	r.decide(r.known)
+}
+
+// finish decides the remaining candidates at the end of the stream.
+func (r *rpPlacer) finish() {
+	r.decide(math.MaxInt64)
+}
+
+// decide decides the pending candidates at or before upto, in order.
+func (r *rpPlacer) decide(upto int64) {
+	i := 0
+	for ; i < len(r.pending) && r.pending[i].UOff <= upto; i++ {
+		c := r.pending[i]
+		files := sort.Search(len(r.starts), func(j int) bool { return r.starts[j] > c.UOff })
+		if c.UOff-r.lastKept >= r.span || r.small > 0 && files >= SmallFileSpanFiles {
+			r.out = append(r.out, c)
+			r.lastKept = c.UOff
+			r.starts = r.starts[:copy(r.starts, r.starts[files:])]
+		}
+	}
+	if i > 0 {
+		r.pending = r.pending[:copy(r.pending, r.pending[i:])]
+	}
+}
+
 // entryList collects entries in blocks and hands them over as one slice of
 // exactly the right length: appending to one slice would allocate (and
 // copy) about five times the final size, since append grows large slices by
@@ -447,10 +512,11 @@ type indexer struct {
 	res      Result
 	entries  entryList
 	resolver *cpResolver
+	placer   *rpPlacer
 }
 
 func (ix *indexer) run(ctx context.Context, p *producer) error {
-	u := &ustream{h: sha256.New(), res: ix.resolver, progress: ix.opts.Progress, entries: &ix.entries}
+	u := &ustream{h: sha256.New(), res: ix.resolver, rp: ix.placer, progress: ix.opts.Progress, entries: &ix.entries}
 	mode := ix.opts.mode
 	if mode == modeDefault {
 		mode = modeHash
@@ -615,6 +681,17 @@ func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 			return limitErr("MaxEntries", int64(ix.lim.MaxEntries), "too many tar entries")
 		}
 		pos := u.pos
+		if ix.placer != nil {
+			// Before anything more is read: the entry's data starts at
+			// pos (only regular files have data: the other types the
+			// tar reader skips without reading any).
+			var n int64
+			reg := hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA || hdr.Typeflag == tar.TypeCont
+			if reg {
+				n = max(hdr.Size, 0)
+			}
+			ix.placer.note(pos, n, reg)
+		}
 		if ix.resolver != nil && pos-last >= interval {
 			ix.resolver.request(pos)
 			last = pos
@@ -650,6 +727,10 @@ func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 	if ix.resolver != nil {
 		ix.resolver.finish()
 		ix.res.GzipCheckpoints = ix.resolver.out
+	}
+	if ix.placer != nil {
+		ix.placer.finish()
+		ix.res.ResumePoints = ix.placer.out
 	}
 	ix.res.UncompressedSize = u.pos
 	ix.res.DiffID = digest.NewDigestFromBytes(digest.SHA256, u.h.Sum(nil))

@@ -13,7 +13,16 @@ import (
 const (
 	DefaultCheckpointMiB = 2
 	DefaultSpanBytes     = 4 << 20
+	// DefaultSmallFileSpanBytes is the spacing of resume points in
+	// stretches of small files (see Options.SmallFileSpanBytes).
+	DefaultSmallFileSpanBytes = 256 << 10
 )
+
+// SmallFileSpanFiles is how many files (regular, with data) must start
+// between two resume points placed SmallFileSpanBytes apart: a stretch of
+// the layer that holds fewer is one of large files, where points are
+// SpanBytes apart.
+const SmallFileSpanFiles = 8
 
 // Options configure Index.
 type Options struct {
@@ -28,6 +37,15 @@ type Options struct {
 	// gzip checkpoints (ResumePoints); 0 means DefaultSpanBytes, a negative
 	// value disables them.
 	SpanBytes int64
+	// SmallFileSpanBytes is the closer spacing of resume points where a
+	// layer holds many small files: a point is placed once at least
+	// SmallFileSpanBytes of output and SmallFileSpanFiles files have passed
+	// since the previous one (and, anywhere, once SpanBytes have). Opening
+	// a small file costs inflating from the point before it, so this bounds
+	// that cost where most files are, for a window (32 KiB, about 12 KiB in
+	// the archive) per point. 0 means DefaultSmallFileSpanBytes; a negative
+	// value, or one not below SpanBytes, places points every SpanBytes only.
+	SmallFileSpanBytes int64
 	// Limits bound what a layer may hold.
 	Limits Limits
 	// Progress, when set, is called from the goroutine that called Index
@@ -55,9 +73,10 @@ type Progress struct {
 	Entries           int   // tar entries recorded so far
 }
 
-// Normalized returns o with every default filled in: CheckpointMiB and
-// SpanBytes at their defaults when zero (a negative SpanBytes becomes -1:
-// no resume points), and the limits Index applies at their defaults (the
+// Normalized returns o with every default filled in: CheckpointMiB,
+// SpanBytes and SmallFileSpanBytes at their defaults when zero (a negative
+// SpanBytes becomes -1: no resume points; SmallFileSpanBytes becomes -1 when
+// negative or not below SpanBytes: points every SpanBytes), and the limits Index applies at their defaults (the
 // other Limits fields cleared). Index behaves the same for o
 // and o.Normalized(); a cache of results keys on the normalized options, so
 // that spelling a default out and leaving it zero are the same key.
@@ -71,6 +90,15 @@ func (o Options) Normalized() Options {
 	case o.SpanBytes < 0:
 		o.SpanBytes = -1
 	}
+	switch {
+	case o.SpanBytes < 0:
+		o.SmallFileSpanBytes = -1
+	case o.SmallFileSpanBytes == 0:
+		o.SmallFileSpanBytes = DefaultSmallFileSpanBytes
+	}
+	if o.SmallFileSpanBytes < 0 || o.SmallFileSpanBytes >= o.SpanBytes {
+		o.SmallFileSpanBytes = -1
+	}
 	n := o.Limits.Normalized()
 	// Only the limits Index applies: the others do not change a Result.
 	o.Limits = Limits{MaxEntries: n.MaxEntries, MaxPathLen: n.MaxPathLen, MaxUncompressedBytes: n.MaxUncompressedBytes}
@@ -81,9 +109,11 @@ func (o *Options) checkpointInterval() int64 {
 	return int64(o.Normalized().CheckpointMiB) << 20
 }
 
-// span is the resume point spacing, 0 when there are none.
-func (o *Options) span() int64 {
-	return max(o.Normalized().SpanBytes, 0)
+// spans returns the resume point spacing (0 when there are none) and the
+// closer spacing in stretches of small files (0 when not used).
+func (o *Options) spans() (span, small int64) {
+	n := o.Normalized()
+	return max(n.SpanBytes, 0), max(n.SmallFileSpanBytes, 0)
 }
 
 func limitErr(name string, limit int64, what string) error {

@@ -27,7 +27,7 @@ import (
 // the same blob and options without the Result type changing (new
 // checkpoint placement, path rules, ...). Caches of results include it in
 // their keys.
-const AlgorithmVersion = 2
+const AlgorithmVersion = 3
 
 // EntryKind is the type of a tar entry as ociclip understands it.
 type EntryKind uint8

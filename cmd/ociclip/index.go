@@ -169,7 +169,7 @@ type indexFlags struct {
 	out, extOut, ref, reference, storageRef, platform string
 	cacheDir, cacheURL, progress, level               string
 	cacheTimeout                                      time.Duration
-	checkpointMiB, spanMiB, jobs                      int
+	checkpointMiB, spanMiB, smallSpanKiB, jobs        int
 	json, quiet                                       bool
 	maxEntries, maxNodes, maxPathLen, maxDepth        int
 	maxUncompressed, maxJSON                          sizeFlag
@@ -188,6 +188,7 @@ func newIndexFlags(w io.Writer) (*flag.FlagSet, *indexFlags) {
 	fs.StringVar(&f.platform, "platform", "", "`os/arch[/variant]` to pick from a multi-platform index (default linux/"+defaultArch()+")")
 	fs.IntVar(&f.checkpointMiB, "checkpoint-mib", tarindex.DefaultCheckpointMiB, "spacing of clip's gzip checkpoints in MiB of uncompressed data")
 	fs.IntVar(&f.spanMiB, "span-mib", tarindex.DefaultSpanBytes>>20, "spacing of ociclip's resumable checkpoints in MiB (-1: none)")
+	fs.IntVar(&f.smallSpanKiB, "small-file-span-kib", tarindex.DefaultSmallFileSpanBytes>>10, fmt.Sprintf("closer spacing of those checkpoints in KiB where a layer holds many small files (%d files between two; -1: none)", tarindex.SmallFileSpanFiles))
 	fs.IntVar(&f.jobs, "jobs", 0, "layers indexed at once (default: number of CPUs)")
 	fs.BoolVar(&f.json, "json", false, "print the summary as JSON on stdout")
 	fs.BoolVar(&f.quiet, "q", false, "no progress or warnings on stderr (errors still)")
@@ -239,6 +240,9 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 	if f.spanMiB == 0 || f.spanMiB < -1 {
 		return ociclip.Options{}, fmt.Errorf("%w: --span-mib must be positive or -1, got %d", errUsage, f.spanMiB)
 	}
+	if f.smallSpanKiB == 0 || f.smallSpanKiB < -1 {
+		return ociclip.Options{}, fmt.Errorf("%w: --small-file-span-kib must be positive or -1, got %d", errUsage, f.smallSpanKiB)
+	}
 	for _, l := range []struct {
 		name string
 		v    int64
@@ -269,7 +273,8 @@ func (f *indexFlags) options(s string) (ociclip.Options, error) {
 		Reference:           f.reference,
 		ExtensionOutputPath: f.extOut,
 		CheckpointMiB:       f.checkpointMiB,
-		SpanBytes:           spanBytes(f.spanMiB),
+		SpanBytes:           spanBytes(f.spanMiB, 20),
+		SmallFileSpanBytes:  spanBytes(f.smallSpanKiB, 10),
 		Platform:            plat,
 		Concurrency:         f.jobs,
 		CacheDir:            f.cacheDir,
@@ -330,12 +335,13 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// spanBytes converts --span-mib to Options.SpanBytes (-1: none).
-func spanBytes(mib int) int64 {
-	if mib < 0 {
+// spanBytes converts --span-mib (shift 20) or --small-file-span-kib (shift
+// 10) to bytes (-1: none).
+func spanBytes(n int, shift uint) int64 {
+	if n < 0 {
 		return -1
 	}
-	return int64(mib) << 20
+	return int64(n) << shift
 }
 
 // sizeFlag is a byte count given as a number with an optional K, M, G or T
