@@ -160,5 +160,5 @@ func ExampleVersion() {
 	fmt.Println("clip header format", v.ClipFormatVersion, "extension", v.ExtensionVersion)
 	// Output:
 	// github.com/beam-cloud/clip v0.0.0-20260126181811-a2a14fb37f70
-	// clip header format 1 extension 2
+	// clip header format 1 extension 3
 }

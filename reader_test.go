@@ -23,6 +23,7 @@ import (
 
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/archive"
+	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/internal/testimage"
 )
 
@@ -221,12 +222,18 @@ func TestReaderDetectsCorruption(t *testing.T) {
 
 	t.Run("wrong window", func(t *testing.T) {
 		a := load()
+		var wc layerz.WindowCompressor
 		for li := range a.Extension.Layers {
 			for pi := range a.Extension.Layers[li].Points {
-				w := a.Extension.Layers[li].Points[pi].Window
+				p := &a.Extension.Layers[li].Points[pi]
+				w, err := p.Window()
+				if err != nil {
+					t.Fatal(err)
+				}
 				for i := range w {
 					w[i] ^= 0x55
 				}
+				p.ZWindow = wc.Compress(w)
 			}
 		}
 		if err := readAll(a, blobs); !errors.Is(err, ociclip.ErrVerify) {

@@ -136,15 +136,18 @@ func encode(w, extW io.Writer, nodes []*common.ClipNode, info *common.OCIStorage
 	sz.Index, sz.StorageInfo = int64(len(index)), int64(len(storage))
 	sz.Total = common.ClipHeaderLength + sz.Index + sz.StorageInfo
 	if ext != nil {
-		b, err := ext.marshalSection(hw.sum())
+		head, payload, err := ext.marshalSection(hw.sum())
 		if err != nil {
 			return sz, err
 		}
-		sz.Extension = int64(len(b))
+		sz.Extension = int64(len(head) + len(payload))
 		if extW == nil {
 			extW, sz.Total = w, sz.Total+sz.Extension
 		}
-		if _, err := extW.Write(b); err != nil {
+		if _, err := extW.Write(head); err != nil {
+			return sz, err
+		}
+		if _, err := extW.Write(payload); err != nil {
 			return sz, err
 		}
 	}

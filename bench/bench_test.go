@@ -343,8 +343,9 @@ func makeArchiveInput() *archiveInput {
 		for off := int64(2 << 20); off < usize; off += 2 << 20 {
 			res.GzipCheckpoints = append(res.GzipCheckpoints, tarindex.Checkpoint{COff: off / 3, UOff: off})
 		}
+		var wc layerz.WindowCompressor
 		for off := int64(4 << 20); off < usize; off += 4 << 20 {
-			res.ResumePoints = append(res.ResumePoints, layerz.ResumePoint{COff: off / 3, UOff: off, Window: content(r, 32<<10)})
+			res.ResumePoints = append(res.ResumePoints, layerz.ResumePoint{COff: off / 3, UOff: off, ZWindow: wc.Compress(content(r, 32<<10))})
 		}
 		for range (usize + layerz.ChunkSize - 1) / layerz.ChunkSize {
 			res.ChunkCRCs = append(res.ChunkCRCs, r.Uint32())

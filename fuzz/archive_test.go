@@ -218,11 +218,11 @@ func FuzzFileReader(f *testing.F) {
 				p.BitOffset = bit % 10
 				p.UOff += int64(dUOff)
 				p.MemberStart += int64(dMember)
-				if flags&frWindowCut != 0 && len(p.Window) > 0 {
-					p.Window = p.Window[int(winOp)%len(p.Window):]
+				if flags&frWindowCut != 0 && len(p.ZWindow) > 0 {
+					p.ZWindow = p.ZWindow[int(winOp)%len(p.ZWindow):]
 				}
-				if flags&frWindowFlip != 0 && len(p.Window) > 0 {
-					p.Window[int(winOp)%len(p.Window)] ^= 1 << (bit % 8)
+				if flags&frWindowFlip != 0 && len(p.ZWindow) > 0 {
+					p.ZWindow[int(winOp)%len(p.ZWindow)] ^= 1 << (bit % 8)
 				}
 			}
 			if z := a.Storage.ZstdIdxByLayer[le.Digest]; z != nil && len(z.Frames) > 0 {

@@ -304,13 +304,17 @@ func checkLayerResult(t *testing.T, name string, blob, u []byte, res *tarindex.R
 			}
 		}
 		for i, rp := range res.ResumePoints {
-			if rp.UOff <= 0 || rp.UOff > res.UncompressedSize || rp.COff < 0 || rp.COff >= res.CompressedSize || rp.BitOffset > 7 ||
-				rp.MemberStart < 0 || rp.MemberStart > rp.COff || len(rp.Window) > 32<<10 ||
-				i > 0 && (rp.UOff <= res.ResumePoints[i-1].UOff || rp.COff < res.ResumePoints[i-1].COff) {
-				t.Fatalf("%s: resume point %d {COff %d Bit %d UOff %d Member %d Window %d}", name, i, rp.COff, rp.BitOffset, rp.UOff, rp.MemberStart, len(rp.Window))
+			window, err := rp.Window()
+			if err != nil {
+				t.Fatalf("%s: resume point %d: %v", name, i, err)
 			}
-			if want := u[max(0, rp.UOff-int64(len(rp.Window))):rp.UOff]; len(rp.Window) != min(len(u[:rp.UOff]), 32<<10) || !bytes.Equal(rp.Window, want) {
-				t.Fatalf("%s: resume point %d: window of %d bytes is not the %d bytes before UOff %d", name, i, len(rp.Window), len(want), rp.UOff)
+			if rp.UOff <= 0 || rp.UOff > res.UncompressedSize || rp.COff < 0 || rp.COff >= res.CompressedSize || rp.BitOffset > 7 ||
+				rp.MemberStart < 0 || rp.MemberStart > rp.COff || len(window) > 32<<10 ||
+				i > 0 && (rp.UOff <= res.ResumePoints[i-1].UOff || rp.COff < res.ResumePoints[i-1].COff) {
+				t.Fatalf("%s: resume point %d {COff %d Bit %d UOff %d Member %d Window %d}", name, i, rp.COff, rp.BitOffset, rp.UOff, rp.MemberStart, len(window))
+			}
+			if want := u[max(0, rp.UOff-int64(len(window))):rp.UOff]; len(window) != min(len(u[:rp.UOff]), 32<<10) || !bytes.Equal(window, want) {
+				t.Fatalf("%s: resume point %d: window of %d bytes is not the %d bytes before UOff %d", name, i, len(window), len(want), rp.UOff)
 			}
 			rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), rp)
 			if err != nil {

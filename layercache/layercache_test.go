@@ -100,7 +100,7 @@ func sameResult(t *testing.T, got, want *tarindex.Result) {
 		t.Errorf("result differs after the round trip")
 	}
 	if got.DiffID != want.DiffID || len(got.Entries) != len(want.Entries) || got.Entries[3].Offset != want.Entries[3].Offset ||
-		!got.Entries[3].ModTime.Equal(want.Entries[3].ModTime) || !bytes.Equal(got.ResumePoints[0].Window, want.ResumePoints[0].Window) {
+		!got.Entries[3].ModTime.Equal(want.Entries[3].ModTime) || !bytes.Equal(got.ResumePoints[0].ZWindow, want.ResumePoints[0].ZWindow) {
 		t.Errorf("got %+v\nwant %+v", got.Entries[3], want.Entries[3])
 	}
 }

@@ -39,8 +39,8 @@ func Corruptf(format string, args ...any) error { return corruptf(format, args..
 
 // ResumePoint is a resumable inflate checkpoint of a gzip layer: inflation
 // can restart at the deflate block boundary at bit BitOffset of byte COff of
-// the blob, with Window (the last up to 32 KiB of output before UOff) as the
-// dictionary, and produce the uncompressed stream from UOff on.
+// the blob, with its window (the last up to 32 KiB of output before UOff) as
+// the dictionary, and produce the uncompressed stream from UOff on.
 //
 // The field order is part of ociclip's archive format (the extension section
 // gob-encodes this type): do not reorder.
@@ -51,7 +51,12 @@ type ResumePoint struct {
 	// MemberStart is the blob offset of the gzip member this point is in
 	// (so a reader knows where that member's header began).
 	MemberStart int64
-	Window      []byte // up to 32 KiB of output preceding UOff
+	// ZWindow is the window, the up to 32 KiB of output preceding UOff,
+	// compressed as raw DEFLATE (WindowCompressor; about 12 KiB for
+	// windows of text and binaries), so that the many points of a layer of
+	// small files cost little in the archive and in the memory of its
+	// readers. Window returns it inflated.
+	ZWindow []byte
 }
 
 // ZstdFrame is one data frame of a zstd layer: CLen compressed bytes at

@@ -29,10 +29,12 @@ func OpenAt(blob io.ReaderAt, blobSize int64, rp ResumePoint) (io.ReadCloser, er
 		return nil, corruptf("gzip: resume point offset %d outside the blob (%d bytes)", rp.COff, blobSize)
 	case rp.BitOffset > 7:
 		return nil, corruptf("gzip: resume point bit offset %d", rp.BitOffset)
-	case len(rp.Window) > MaxWindow:
-		return nil, corruptf("gzip: resume point window of %d bytes", len(rp.Window))
 	case rp.UOff < 0 || rp.MemberStart < 0 || rp.MemberStart > rp.COff:
 		return nil, corruptf("gzip: invalid resume point (UOff %d, MemberStart %d, COff %d)", rp.UOff, rp.MemberStart, rp.COff)
+	}
+	window, err := rp.Window()
+	if err != nil {
+		return nil, err
 	}
 	cr := &CountingReader{R: io.NewSectionReader(blob, rp.COff, blobSize-rp.COff)}
 	g := &GzipReader{cr: cr, br: bufio.NewReaderSize(cr, BlobBufSize), base: rp.COff, uoff: rp.UOff}
@@ -46,13 +48,13 @@ func OpenAt(blob io.ReaderAt, blobSize int64, rp ResumePoint) (io.ReadCloser, er
 		CompressedOffset:   rp.COff,
 		UncompressedOffset: rp.UOff,
 		BitOffset:          rp.BitOffset,
-		Window:             rp.Window,
+		Window:             window,
 	}))
 	return io.NopCloser(g), nil
 }
 
 func isZeroRP(rp ResumePoint) bool {
-	return rp.COff == 0 && rp.UOff == 0 && rp.BitOffset == 0 && len(rp.Window) == 0 && rp.MemberStart == 0
+	return rp.COff == 0 && rp.UOff == 0 && rp.BitOffset == 0 && len(rp.ZWindow) == 0 && rp.MemberStart == 0
 }
 
 // OpenFrame returns the decompressed content of one zstd frame of a layer

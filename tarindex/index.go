@@ -112,7 +112,8 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 		p.gz = layerz.NewGzipReader(cr, br, p.onBlockEnd)
 		p.src = p.gz
 		ix.resolver = &cpResolver{}
-		ix.placer = &rpPlacer{span: span, small: small}
+		p.windows = make(chan []byte, windowBuffers)
+		ix.placer = &rpPlacer{span: span, small: small, windows: p.windows}
 	case layerz.Zstd:
 		dec, err := layerz.NewZstdDecoder()
 		if err != nil {
@@ -142,7 +143,7 @@ type chunk struct {
 	n    int
 	ends []layerz.BlockEnd
 	// cands are the candidate resume points found while filling it.
-	cands []layerz.ResumePoint
+	cands []candidate
 	cin   int64 // blob bytes read when the chunk was complete
 	err   error // io.EOF after the last byte, or what stopped the decompressor
 	// refs counts the stages still using the chunk (modeHash: the hasher
@@ -167,6 +168,7 @@ type producer struct {
 	// candSpan after the previous candidate (0: none)
 	candSpan int64
 	lastCand int64
+	windows  chan []byte // window buffers to reuse (from the placer)
 }
 
 // fill fills c from the decompressor.
@@ -217,14 +219,20 @@ func (p *producer) onBlockEnd(be layerz.BlockEnd, cp *flate.InflateCheckpoint) {
 		p.cur.ends = append(p.cur.ends, be)
 	}
 	if p.candSpan > 0 && !be.Final && be.UOff-p.lastCand >= p.candSpan {
-		w := make([]byte, len(cp.Window))
-		copy(w, cp.Window)
-		p.cur.cands = append(p.cur.cands, layerz.ResumePoint{
-			COff:        be.COff,
-			BitOffset:   be.Bit,
-			UOff:        be.UOff,
-			Window:      w,
-			MemberStart: p.gz.MemberStart(),
+		var w []byte
+		select {
+		case w = <-p.windows:
+		default:
+			w = make([]byte, 0, layerz.MaxWindow)
+		}
+		p.cur.cands = append(p.cur.cands, candidate{
+			rp: layerz.ResumePoint{
+				COff:        be.COff,
+				BitOffset:   be.Bit,
+				UOff:        be.UOff,
+				MemberStart: p.gz.MemberStart(),
+			},
+			window: append(w[:0], cp.Window...),
 		})
 		p.lastCand = be.UOff
 	}
@@ -417,12 +425,26 @@ type rpPlacer struct {
 	lastKept    int64
 	known       int64   // every file with data at or before known is noted
 	starts      []int64 // data offsets of the files noted after lastKept
-	pending     []layerz.ResumePoint
+	pending     []candidate
 	out         []layerz.ResumePoint
+	wc          layerz.WindowCompressor
+	windows     chan []byte // decided candidates' window buffers, for reuse
 }
 
+// candidate is a block end where a resume point may be placed, with its
+// window (a buffer that returns to the producer once decided).
+type candidate struct {
+	rp     layerz.ResumePoint
+	window []byte
+}
+
+// windowBuffers is how many window buffers the placer hands back to the
+// producer for reuse (the candidates in flight between them, at most a few
+// per chunk of the pipeline).
+const windowBuffers = 64
+
 // add queues candidates and decides those it can.
-func (r *rpPlacer) add(cands []layerz.ResumePoint) {
+func (r *rpPlacer) add(cands []candidate) {
 	r.pending = append(r.pending, cands...)
 	r.decide(r.known)
 }
@@ -446,14 +468,21 @@ func (r *rpPlacer) finish() {
 // decide decides the pending candidates at or before upto, in order.
 func (r *rpPlacer) decide(upto int64) {
 	i := 0
-	for ; i < len(r.pending) && r.pending[i].UOff <= upto; i++ {
+	for ; i < len(r.pending) && r.pending[i].rp.UOff <= upto; i++ {
 		c := r.pending[i]
-		files := sort.Search(len(r.starts), func(j int) bool { return r.starts[j] > c.UOff })
-		if c.UOff-r.lastKept >= r.span || r.small > 0 && files >= SmallFileSpanFiles {
-			r.out = append(r.out, c)
-			r.lastKept = c.UOff
+		u := c.rp.UOff
+		files := sort.Search(len(r.starts), func(j int) bool { return r.starts[j] > u })
+		if u-r.lastKept >= r.span || r.small > 0 && files >= SmallFileSpanFiles {
+			c.rp.ZWindow = r.wc.Compress(c.window)
+			r.out = append(r.out, c.rp)
+			r.lastKept = u
 			r.starts = r.starts[:copy(r.starts, r.starts[files:])]
 		}
+		select {
+		case r.windows <- c.window:
+		default:
+		}
+		r.pending[i] = candidate{}
 	}
 	if i > 0 {
 		r.pending = r.pending[:copy(r.pending, r.pending[i:])]

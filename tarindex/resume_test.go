@@ -47,10 +47,17 @@ func checkResumeEverywhere(t *testing.T, blob, u []byte, res *Result, ends []lay
 		if !isEnd[layerz.BlockEnd{COff: rp.COff, UOff: rp.UOff, Bit: rp.BitOffset}] {
 			t.Errorf("resume point %d (%d.%d, %d) is not a block end", i, rp.COff, rp.BitOffset, rp.UOff)
 		}
-		if want := min(int64(layerz.MaxWindow), rp.UOff); int64(len(rp.Window)) > want || rp.MemberStart == 0 && int64(len(rp.Window)) != want {
-			t.Errorf("resume point %d: window of %d bytes", i, len(rp.Window))
+		window, err := rp.Window()
+		if err != nil {
+			t.Fatalf("resume point %d: %v", i, err)
 		}
-		if !bytes.Equal(rp.Window, u[rp.UOff-int64(len(rp.Window)):rp.UOff]) {
+		if want := min(int64(layerz.MaxWindow), rp.UOff); int64(len(window)) > want || rp.MemberStart == 0 && int64(len(window)) != want {
+			t.Errorf("resume point %d: window of %d bytes", i, len(window))
+		}
+		if len(rp.ZWindow) > len(window)+16 { // stored blocks for random data
+			t.Errorf("resume point %d: window of %d bytes stored in %d", i, len(window), len(rp.ZWindow))
+		}
+		if !bytes.Equal(window, u[rp.UOff-int64(len(window)):rp.UOff]) {
 			t.Errorf("resume point %d: window is not the output before UOff", i)
 		}
 		rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), rp)
@@ -136,12 +143,15 @@ func TestOpenAtErrors(t *testing.T) {
 		t.Fatal("too few resume points")
 	}
 	rp := res.ResumePoints[1]
+	var wc layerz.WindowCompressor
 	for name, bad := range map[string]layerz.ResumePoint{
 		"offset past the end": {COff: int64(len(blob)) + 1, UOff: 5},
 		"negative offset":     {COff: -1, UOff: 5},
-		"bit offset 8":        {COff: rp.COff, BitOffset: 8, UOff: rp.UOff, Window: rp.Window},
-		"window too long":     {COff: rp.COff, UOff: rp.UOff, Window: make([]byte, layerz.MaxWindow+1)},
-		"member after COff":   {COff: rp.COff, UOff: rp.UOff, Window: rp.Window, MemberStart: rp.COff + 1},
+		"bit offset 8":        {COff: rp.COff, BitOffset: 8, UOff: rp.UOff, ZWindow: rp.ZWindow},
+		"window too long":     {COff: rp.COff, UOff: rp.UOff, ZWindow: wc.Compress(make([]byte, layerz.MaxWindow+1))},
+		"window not deflate":  {COff: rp.COff, UOff: rp.UOff, ZWindow: []byte{0xff, 0xff, 0xff}},
+		"window truncated":    {COff: rp.COff, UOff: rp.UOff, ZWindow: rp.ZWindow[:len(rp.ZWindow)/2]},
+		"member after COff":   {COff: rp.COff, UOff: rp.UOff, ZWindow: rp.ZWindow, MemberStart: rp.COff + 1},
 	} {
 		if _, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
@@ -173,7 +183,11 @@ func TestOpenAtErrors(t *testing.T) {
 	}
 	// A wrong window gives wrong bytes (checked by the caller).
 	bad := rp
-	bad.Window = bytes.Repeat([]byte{'z'}, len(rp.Window))
+	window, err := rp.Window()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.ZWindow = wc.Compress(bytes.Repeat([]byte{'z'}, len(window)))
 	if rc, err := layerz.OpenAt(bytes.NewReader(blob), int64(len(blob)), bad); err == nil {
 		got, _ := io.ReadAll(rc)
 		if bytes.Equal(got, u[rp.UOff:]) {
