@@ -23,8 +23,8 @@ import (
 
 	"github.com/ociclip/ociclip"
 	"github.com/ociclip/ociclip/archive"
-	"github.com/ociclip/ociclip/layerz"
 	"github.com/ociclip/ociclip/internal/testimage"
+	"github.com/ociclip/ociclip/layerz"
 )
 
 // textish returns n bytes of compressible but non-repeating text.
