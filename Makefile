@@ -2,14 +2,16 @@
 GO        ?= go
 FUZZTIME  ?= 5s
 BENCHTIME ?= 1x
+TAGS      ?=
 PKGS      := ./...
 
 .PHONY: all build test vet fmt-check unit bench-smoke fuzz-smoke demo bench bench-cache bench-mount bench-data clean
 
 all: build
 
+# TAGS=ociclip_gcs adds gs:// to --cache (README, Build and install).
 build:
-	$(GO) build -o bin/ociclip ./cmd/ociclip
+	$(GO) build -tags '$(TAGS)' -o bin/ociclip ./cmd/ociclip
 
 # The test command of README.md and .ci/run: format, vet, unit/integration
 # tests, every benchmark once, every fuzz target for $(FUZZTIME).

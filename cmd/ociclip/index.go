@@ -193,7 +193,7 @@ func newIndexFlags(w io.Writer) (*flag.FlagSet, *indexFlags) {
 	fs.BoolVar(&f.json, "json", false, "print the summary as JSON on stdout")
 	fs.BoolVar(&f.quiet, "q", false, "no progress or warnings on stderr (errors still)")
 	fs.StringVar(&f.cacheDir, "cache-dir", "", "keep per-layer indexes in `DIR` and reuse them (created if missing)")
-	fs.StringVar(&f.cacheURL, "cache", "", "keep per-layer indexes in the bucket at `URL` (s3://, gs://, azblob://, file://) or a directory")
+	fs.StringVar(&f.cacheURL, "cache", "", "keep per-layer indexes in the bucket at `URL` (s3://, azblob://, file://; gs:// with -tags ociclip_gcs) or a directory")
 	fs.DurationVar(&f.cacheTimeout, "cache-timeout", 0, "bound on each --cache request (default 10s)")
 	fs.StringVar(&f.progress, "progress", progressAuto, "`MODE`: auto (bars on a terminal, else lines), bars, lines or none")
 	fs.StringVar(&f.level, "log-level", "warn", "log records shown on stderr: debug, info, warn or error")

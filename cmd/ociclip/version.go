@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 
 	"github.com/ociclip/ociclip"
 )
@@ -13,8 +14,9 @@ import (
 const versionUsage = `Usage: ociclip version [--json]
 
 Print ociclip's module version ("(devel)" for a build from a checkout), the Go
-version that built it, the clip version it targets and the versions of the
-formats it writes.
+version that built it, the clip version it targets, the versions of the
+formats it writes and the URL schemes index --cache opens in this build
+(gs:// only with -tags ociclip_gcs).
 `
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,6 +40,6 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "go:             %s %s/%s\n", v.GoVersion, runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(stdout, "clip:           %s %s\n", v.ClipModule, v.ClipVersion)
 	fmt.Fprintf(stdout, "archive format: clip v2 (header version %d), ociclip extension section version %d\n", v.ClipFormatVersion, v.ExtensionVersion)
-	fmt.Fprintf(stdout, "layer cache:    format version %d\n", v.CacheFormatVersion)
+	fmt.Fprintf(stdout, "layer cache:    format version %d; --cache URLs: %s\n", v.CacheFormatVersion, strings.Join(cacheSchemes(), " "))
 	return nil
 }
