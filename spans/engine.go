@@ -295,26 +295,30 @@ func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) err
 	// A sequential read (a file read in order, or files read in the order
 	// of the layer) reads the next span ahead.
 	sequential := l.continues(uoff, uoff+int64(len(p)))
+	// need is how much of span i the read needs decoded: all of it but
+	// for the last, which is decoded only up to the chunk that ends the
+	// read (a sequential read: a little further), on average half the
+	// inflation for a file opened at container start; a later read
+	// further on continues the decoder from there.
+	need := func(i int) int64 {
+		s, end := l.bounds[i], l.bounds[i+1]
+		if i < last {
+			return end - s
+		}
+		upto := uoff + int64(len(p))
+		if sequential {
+			upto += seqDecodeAhead
+		}
+		return min(end, (upto+l.chunk-1)/l.chunk*l.chunk) - s
+	}
 	// Start the spans after the first in the background: a read across
 	// several spans decodes them in parallel.
 	for i := first + 1; i <= last; i++ {
-		e.prefetch(l, i, false)
+		e.prefetch(l, i, need(i), false)
 	}
 	for i := first; i <= last; i++ {
 		s, end := l.bounds[i], l.bounds[i+1]
-		need := end - s
-		if i == last {
-			// The last span is decoded only up to the chunk that ends
-			// the read (a sequential read: a little further), on average
-			// half the inflation for a file opened at container start; a
-			// later read further on continues the decoder from there.
-			upto := uoff + int64(len(p))
-			if sequential {
-				upto += seqDecodeAhead
-			}
-			need = min(end, (upto+l.chunk-1)/l.chunk*l.chunk) - s
-		}
-		b, err := e.span(ctx, l, i, need)
+		b, err := e.span(ctx, l, i, need(i))
 		if err != nil {
 			return err
 		}
@@ -323,20 +327,20 @@ func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) err
 	}
 	if e.opts.ReadAhead > 0 && sequential {
 		for k := 1; k <= e.opts.ReadAhead && last+k < l.spans(); k++ {
-			e.prefetch(l, last+k, true)
+			e.prefetch(l, last+k, l.bounds[last+k+1]-l.bounds[last+k], true)
 		}
 	}
 	return nil
 }
 
-// prefetch fetches span i in the background unless it is cached or being
-// fetched; optional fetches are skipped when all fetch slots are busy.
-func (e *Engine) prefetch(l *layer, i int, optional bool) {
+// prefetch fetches the first want bytes of span i in the background unless
+// they are cached or being fetched; optional fetches are skipped when all
+// fetch slots are busy.
+func (e *Engine) prefetch(l *layer, i int, want int64, optional bool) {
 	k := spanKey{l.digest, i}
-	full := l.bounds[i+1] - l.bounds[i]
 	e.mu.Lock()
 	el, cached := e.byKey[k]
-	cached = cached && int64(len(el.Value.(*entry).b)) == full
+	cached = cached && int64(len(el.Value.(*entry).b)) >= want
 	_, busy := e.inflight[k]
 	e.mu.Unlock()
 	if cached || busy || e.ctx.Err() != nil {
@@ -349,7 +353,7 @@ func (e *Engine) prefetch(l *layer, i int, optional bool) {
 	go func() {
 		defer e.bg.Done()
 		if e.ctx.Err() == nil {
-			e.span(e.ctx, l, i, full) // the error is logged by fetch; a read retries
+			e.span(e.ctx, l, i, want) // the error is logged by fetch; a read retries
 		}
 	}()
 }
