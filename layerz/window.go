@@ -48,14 +48,21 @@ func (rp ResumePoint) Window() ([]byte, error) {
 	}
 	fr := flate.NewReader(bytes.NewReader(rp.ZWindow))
 	defer fr.Close()
-	// ReadAll ends at io.EOF, which flate returns only after a final
-	// block; a truncated stream is io.ErrUnexpectedEOF.
-	w, err := io.ReadAll(io.LimitReader(fr, MaxWindow+1))
-	switch {
-	case err != nil:
-		return nil, corruptf("gzip: resume point window: %v", err)
-	case len(w) > MaxWindow:
-		return nil, corruptf("gzip: resume point window of more than %d bytes", MaxWindow)
+	// Read to io.EOF, which flate returns only after a final block (a
+	// truncated stream is io.ErrUnexpectedEOF), into one buffer a byte
+	// longer than a window can be.
+	w := make([]byte, MaxWindow+1)
+	n := 0
+	for {
+		k, err := fr.Read(w[n:])
+		n += k
+		switch {
+		case n > MaxWindow:
+			return nil, corruptf("gzip: resume point window of more than %d bytes", MaxWindow)
+		case err == io.EOF:
+			return w[:n:n], nil
+		case err != nil:
+			return nil, corruptf("gzip: resume point window: %v", err)
+		}
 	}
-	return w, nil
 }
