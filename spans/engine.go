@@ -55,6 +55,11 @@ const seqMinRun = 256 << 10
 // seqDecodeAhead is how far past a sequential read its span is decoded.
 const seqDecodeAhead = 256 << 10
 
+// ReadAheadBytes is how far ahead of a sequential read the engine fetches
+// by default: the spans of stretches of small files are short (256 KiB), so
+// a fixed number of spans would leave a walk of them waiting on each fetch.
+const ReadAheadBytes = 4 << 20
+
 // DefaultMaxSpan is Options.MaxSpan's default.
 const DefaultMaxSpan = 64 << 20
 
@@ -73,7 +78,7 @@ type Options struct {
 	Parallel int
 	// ReadAhead is how many spans after a sequential read (one that
 	// continues the previous read of its layer) are fetched in the
-	// background (0: 1; negative: none).
+	// background (0: as many as hold ReadAheadBytes; negative: none).
 	ReadAhead int
 	// FetchTimeout bounds the fetch and decoding of one span (0: 2 minutes)
 	// and of a whole layer (ten times as long).
@@ -142,9 +147,7 @@ func New(a *archive.Archive, src Source, opts Options) *Engine {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 4
 	}
-	if opts.ReadAhead == 0 {
-		opts.ReadAhead = 1
-	}
+
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = 2 * time.Minute
 	}
@@ -325,9 +328,15 @@ func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) err
 		lo, hi := max(s, uoff), min(end, uoff+int64(len(p)))
 		copy(p[lo-uoff:hi-uoff], b[lo-s:hi-s])
 	}
-	if e.opts.ReadAhead > 0 && sequential {
-		for k := 1; k <= e.opts.ReadAhead && last+k < l.spans(); k++ {
-			e.prefetch(l, last+k, l.bounds[last+k+1]-l.bounds[last+k], true)
+	if e.opts.ReadAhead >= 0 && sequential {
+		var ahead int64
+		for k := 1; last+k < l.spans(); k++ {
+			if e.opts.ReadAhead > 0 && k > e.opts.ReadAhead || e.opts.ReadAhead == 0 && ahead >= ReadAheadBytes {
+				break
+			}
+			n := l.bounds[last+k+1] - l.bounds[last+k]
+			e.prefetch(l, last+k, n, true)
+			ahead += n
 		}
 	}
 	return nil
