@@ -140,14 +140,21 @@ func encode(w, extW io.Writer, nodes []*common.ClipNode, info *common.OCIStorage
 		if err != nil {
 			return sz, err
 		}
-		sz.Extension = int64(len(head) + len(payload))
+		sz.Extension = int64(len(head))
+		for _, b := range payload {
+			sz.Extension += int64(len(b))
+		}
 		if extW == nil {
 			extW, sz.Total = w, sz.Total+sz.Extension
 		}
-		if _, err := extW.Write(head); err != nil {
-			return sz, err
+		// Many small pieces (the windows): buffered.
+		bw := bufio.NewWriterSize(extW, 256<<10)
+		for _, b := range append([][]byte{head}, payload...) {
+			if _, err := bw.Write(b); err != nil {
+				return sz, err
+			}
 		}
-		if _, err := extW.Write(payload); err != nil {
+		if err := bw.Flush(); err != nil {
 			return sz, err
 		}
 	}

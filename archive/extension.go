@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/gob"
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/ociclip/ociclip/archive/internal/detgob"
@@ -29,7 +30,7 @@ const ExtensionVersion uint32 = 3
 const extensionHeaderLen = 8 + 4 + 8 + sha256.Size + sha256.Size
 
 // Extension holds what ociclip keeps beyond clip's format: resumable gzip
-// checkpoints (with their 32 KiB windows) for random access into unmodified
+// checkpoints (with their windows) for random access into unmodified
 // layers.
 type Extension struct {
 	Layers []LayerExtension
@@ -50,35 +51,57 @@ type LayerExtension struct {
 	ChunkCRCs []uint32
 }
 
-// extensionPayload is the gob-encoded form of Extension, a distinct type so
-// that methods added to Extension never change how it is encoded.
-type extensionPayload Extension
+// extensionWire is the gob-encoded part of the payload: the layers with
+// their points' windows left out (each is sent after the gob stream, not
+// copied into it) and the length of each window, by layer and point.
+type extensionWire struct {
+	Layers     []LayerExtension
+	WindowLens [][]uint32
+}
 
 // marshalSection encodes the section: the header (magic, version uint32
 // LE, payload length uint64 LE, sha256 of the payload, clipSum: the sha256 of
 // every byte before the section, clip's header, index and storage info) and
-// the payload (a gob stream; the windows in it are compressed one by one,
-// so compressing the whole gained 0.3% and cost a copy of it).
-func (e *Extension) marshalSection(clipSum [sha256.Size]byte) (head, payload []byte, err error) {
-	// The payload is mostly the windows of the resume points: size the
-	// gob buffer for them up front instead of growing it many times.
-	hint := 4 << 10
-	for _, l := range e.Layers {
-		hint += 512 + len(l.Digest) + len(l.DiffID) + 5*len(l.ChunkCRCs)
-		for _, p := range l.Points {
-			hint += 64 + len(p.ZWindow)
+// the payload, returned in pieces to write one after the other: the length
+// of the gob stream (uint64 LE), the gob stream of extensionWire, and every
+// window (compressed one by one; compressing the payload again gained 0.3%),
+// in layer and point order. The windows are written from where they are, so
+// that encoding does not hold a second copy of them.
+func (e *Extension) marshalSection(clipSum [sha256.Size]byte) (head []byte, payload [][]byte, err error) {
+	w := extensionWire{Layers: make([]LayerExtension, len(e.Layers)), WindowLens: make([][]uint32, len(e.Layers))}
+	var windows [][]byte
+	for i, l := range e.Layers {
+		points := make([]layerz.ResumePoint, len(l.Points))
+		lens := make([]uint32, len(l.Points))
+		for j, p := range l.Points {
+			if len(p.ZWindow) > math.MaxUint32 {
+				return nil, nil, fmt.Errorf("encoding extension: layer %s: a window of %d bytes", l.Digest, len(p.ZWindow))
+			}
+			lens[j] = uint32(len(p.ZWindow))
+			windows = append(windows, p.ZWindow)
+			p.ZWindow = nil
+			points[j] = p
 		}
+		l.Points = points
+		w.Layers[i], w.WindowLens[i] = l, lens
 	}
-	payload, err = detgob.MarshalSize((*extensionPayload)(e), hint)
+	g, err := detgob.Marshal(&w)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding extension: %w", err)
 	}
-	sum := sha256.Sum256(payload)
+	payload = append(make([][]byte, 0, 2+len(windows)), binary.LittleEndian.AppendUint64(nil, uint64(len(g))), g)
+	payload = append(payload, windows...)
+	h := sha256.New()
+	n := 0
+	for _, b := range payload {
+		h.Write(b)
+		n += len(b)
+	}
 	head = make([]byte, 0, extensionHeaderLen)
 	head = append(head, ExtensionMagic[:]...)
 	head = binary.LittleEndian.AppendUint32(head, ExtensionVersion)
-	head = binary.LittleEndian.AppendUint64(head, uint64(len(payload)))
-	head = append(head, sum[:]...)
+	head = binary.LittleEndian.AppendUint64(head, uint64(n))
+	head = h.Sum(head)
 	head = append(head, clipSum[:]...)
 	return head, payload, nil
 }
@@ -105,19 +128,51 @@ func parseExtension(b []byte, clipSum [sha256.Size]byte) (*Extension, error) {
 	if !bytes.Equal(clipSum[:], b[20+sha256.Size:extensionHeaderLen]) {
 		return nil, fmt.Errorf("%w: the sha256 of the header, index and storage info differs from the one recorded in the extension section", ErrCorruptArchive)
 	}
-	var e extensionPayload
-	if err := gob.NewDecoder(bytes.NewReader(payload)).Decode(&e); err != nil {
+	if len(payload) < 8 {
+		return nil, fmt.Errorf("%w: extension payload of %d bytes", ErrCorruptArchive, len(payload))
+	}
+	gl := binary.LittleEndian.Uint64(payload)
+	if gl > uint64(len(payload)-8) {
+		return nil, fmt.Errorf("%w: extension: gob stream of %d bytes in a %d-byte payload", ErrCorruptArchive, gl, len(payload))
+	}
+	var w extensionWire
+	if err := gob.NewDecoder(bytes.NewReader(payload[8 : 8+gl])).Decode(&w); err != nil {
 		return nil, fmt.Errorf("%w: extension payload: %v", ErrCorruptArchive, err)
 	}
-	for i := range e.Layers {
-		l := &e.Layers[i]
+	// The windows, copied out of b at once, so that the file's bytes need
+	// not stay in memory for them.
+	windows := payload[8+gl:]
+	if len(w.WindowLens) != len(w.Layers) {
+		return nil, fmt.Errorf("%w: extension: window lengths for %d layers, %d layers", ErrCorruptArchive, len(w.WindowLens), len(w.Layers))
+	}
+	var total uint64
+	for i, lens := range w.WindowLens {
+		if len(lens) != len(w.Layers[i].Points) {
+			return nil, fmt.Errorf("%w: extension: layer %s: %d window lengths for %d points", ErrCorruptArchive, w.Layers[i].Digest, len(lens), len(w.Layers[i].Points))
+		}
+		for _, n := range lens {
+			total += uint64(n)
+		}
+	}
+	if total != uint64(len(windows)) {
+		return nil, fmt.Errorf("%w: extension: windows of %d bytes, %d bytes present", ErrCorruptArchive, total, len(windows))
+	}
+	windows = bytes.Clone(windows)
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		for j, n := range w.WindowLens[i] {
+			if n > 0 {
+				l.Points[j].ZWindow = windows[:n:n]
+				windows = windows[n:]
+			}
+		}
 		if err := l.check(); err != nil {
 			return nil, fmt.Errorf("%w: extension: layer %s: %v", ErrCorruptArchive, l.Digest, err)
 		}
 		// Readers search the points by UOff.
 		sort.SliceStable(l.Points, func(i, j int) bool { return l.Points[i].UOff < l.Points[j].UOff })
 	}
-	return (*Extension)(&e), nil
+	return &Extension{Layers: w.Layers}, nil
 }
 
 // maxChunkSize bounds LayerExtension.ChunkSize: a reader allocates a chunk.
