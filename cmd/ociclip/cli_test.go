@@ -79,7 +79,7 @@ func TestIndexProgressLines(t *testing.T) {
 	)
 	matchLines(t, "cold stdout", stdout,
 		`wrote `+regexp.QuoteMeta(out)+`: 3 layers \(0 cached\), 43 nodes \(18 files, 20 dirs, 5 symlinks, 3 hard links\), 2\.0 MiB uncompressed in \d+\.\d\ds \(\d+\.\d [kMG]B/s\)`,
-		`manifest sha256:cccc85d885b0f4f7baba887dc2e0684c75c43a2a280f2b639b6bd1710da82cb9, archive \d+\.\d KiB \(\d+ B of it resume points\)`)
+		`manifest sha256:cccc85d885b0f4f7baba887dc2e0684c75c43a2a280f2b639b6bd1710da82cb9, archive \d+\.\d KiB \(\d+(\.\d)? (B|KiB) of it resume points\)`)
 	cold, _ := os.ReadFile(out)
 
 	code, stdout, stderr = runCLI(t, args...)
