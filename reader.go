@@ -234,7 +234,7 @@ func (r *Reader) ReadNode(ctx context.Context, n *common.ClipNode, b []byte, off
 	if err := r.checkRange(ctx, n); err != nil {
 		return 0, err
 	}
-	if err := r.e.ReadAt(ctx, n.Remote.LayerDigest, want, n.Remote.UOffset+off); err != nil {
+	if err := r.e.ReadFileAt(ctx, n.Remote.LayerDigest, want, n.Remote.UOffset+off, n.Remote.UOffset+size); err != nil {
 		return 0, fmt.Errorf("%s: %w", n.Path, err)
 	}
 	if len(want) < len(b) {

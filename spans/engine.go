@@ -271,6 +271,26 @@ func (e *Engine) CheckRange(ctx context.Context, d string, uoff, n int64) error 
 // returns an error (wrapping ErrVerify, ErrFetch or ctx's error) unless it
 // filled all of p with verified bytes.
 func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) error {
+	return e.readAt(ctx, d, p, uoff, 0)
+}
+
+// smallFile is how much of a file after a read ReadFileAt decodes with it.
+const smallFile = 256 << 10
+
+// ReadFileAt is ReadAt for a read of a file whose bytes end at uncompressed
+// offset fileEnd of the layer. When the file ends at most 256 KiB after the
+// read, its span is decoded to the file's end with the read: the rest of
+// the file's reads (FUSE asks for 16, 32, 64 KiB at a time) then decode
+// nothing, and the bytes decoded are the ones about to be read anyway.
+func (e *Engine) ReadFileAt(ctx context.Context, d string, p []byte, uoff, fileEnd int64) error {
+	if fileEnd-uoff > smallFile {
+		fileEnd = 0
+	}
+	return e.readAt(ctx, d, p, uoff, fileEnd)
+}
+
+// readAt is ReadAt decoding the read's last span at least up to upto.
+func (e *Engine) readAt(ctx context.Context, d string, p []byte, uoff, upto int64) error {
 	if e.ctx.Err() != nil {
 		return ErrClosed
 	}
@@ -308,11 +328,12 @@ func (e *Engine) ReadAt(ctx context.Context, d string, p []byte, uoff int64) err
 		if i < last {
 			return end - s
 		}
-		upto := uoff + int64(len(p))
+		to := uoff + int64(len(p))
 		if sequential {
-			upto += seqDecodeAhead
+			to += seqDecodeAhead
 		}
-		return min(end, (upto+l.chunk-1)/l.chunk*l.chunk) - s
+		to = max(to, upto)
+		return min(end, (to+l.chunk-1)/l.chunk*l.chunk) - s
 	}
 	// Start the spans after the first in the background: a read across
 	// several spans decodes them in parallel.

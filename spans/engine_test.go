@@ -72,6 +72,12 @@ func textish(r *rand.Rand, n int) []byte {
 // compression c and indexes it with 64 KiB spans.
 func makeLayer(t testing.TB, c testimage.Compression) *oneLayer {
 	t.Helper()
+	return makeLayerSpans(t, c, 64<<10)
+}
+
+// makeLayerSpans is makeLayer with resume points span bytes apart.
+func makeLayerSpans(t testing.TB, c testimage.Compression, span int64) *oneLayer {
+	t.Helper()
 	r := rand.New(rand.NewPCG(5, 6))
 	var es []testimage.Entry
 	for i := 0; i < 12; i++ {
@@ -83,7 +89,7 @@ func makeLayer(t testing.TB, c testimage.Compression) *oneLayer {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "a.clip")
-	if _, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: dir, OutputPath: out, SpanBytes: 64 << 10}); err != nil {
+	if _, err := ociclip.CreateFromOCILayout(context.Background(), ociclip.Options{LayoutPath: dir, OutputPath: out, SpanBytes: span, SmallFileSpanBytes: -1}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := archive.ReadFile(out)
@@ -276,5 +282,48 @@ func TestEngineCorruptSource(t *testing.T) {
 				t.Errorf("log: %q", logs)
 			}
 		})
+	}
+}
+
+// TestEngineReadFileAt: the first read of a small file decodes its span to
+// the file's end, so that the file's next reads decode nothing; a plain
+// ReadAt decodes to the chunk that ends the read only.
+func TestEngineReadFileAt(t *testing.T) {
+	l := makeLayerSpans(t, testimage.Gzip, 1<<20)
+	const fileEnd = 200 << 10
+	for _, hint := range []bool{true, false} {
+		e := spans.New(l.a, l.src, spans.Options{ReadAhead: -1})
+		first := make([]byte, 4<<10)
+		var err error
+		if hint {
+			err = e.ReadFileAt(context.Background(), l.digest, first, 0, fileEnd)
+		} else {
+			err = e.ReadAt(context.Background(), l.digest, first, 0)
+		}
+		if err != nil || !bytes.Equal(first, l.u[:len(first)]) {
+			t.Fatalf("first read (hint %v): %v", hint, err)
+		}
+		before := e.Stats().Inflated
+		rest := make([]byte, fileEnd-len(first))
+		if err := e.ReadFileAt(context.Background(), l.digest, rest, int64(len(first)), fileEnd); err != nil || !bytes.Equal(rest, l.u[len(first):fileEnd]) {
+			t.Fatalf("rest of the file (hint %v): %v", hint, err)
+		}
+		more := e.Stats().Inflated - before
+		switch {
+		case hint && more != 0:
+			t.Errorf("ReadFileAt: the rest of the file inflated %d more bytes", more)
+		case !hint && more == 0:
+			t.Errorf("ReadAt: the rest of the file inflated nothing more (the test cannot tell the two apart)")
+		}
+		e.Close()
+	}
+	// A file ending far after the read: decoded as by ReadAt.
+	e := spans.New(l.a, l.src, spans.Options{ReadAhead: -1})
+	defer e.Close()
+	if err := e.ReadFileAt(context.Background(), l.digest, make([]byte, 4<<10), 0, 900<<10); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Stats().Inflated; n > 256<<10 {
+		t.Errorf("a read of 4 KiB of a 900 KiB file inflated %d bytes", n)
 	}
 }
