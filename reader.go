@@ -82,9 +82,12 @@ func OpenReader(archivePath, source string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	// cat and verify read mostly in order: a 32 MiB cache holds the spans
-	// in use and the read-ahead.
-	r := NewSpanReader(a, lb, spans.New(a, lb, spans.Options{CacheSize: 32 << 20}))
+	// cat and verify read whole files, and verify whole layers, in order: a
+	// 32 MiB cache holds the spans in use and the read-ahead, and spans of
+	// at least 4 MiB start a tenth of the decoders the resume points among
+	// small files would (verify of the bench image: 10.0-10.2 s instead of
+	// 11.1-11.4 s).
+	r := NewSpanReader(a, lb, spans.New(a, lb, spans.Options{CacheSize: 32 << 20, MinSpan: 4 << 20}))
 	r.closer = lb
 	return r, nil
 }

@@ -86,6 +86,10 @@ type Options struct {
 	// MaxSpan: a layer with a span longer than this is streamed once into
 	// a file instead (0: DefaultMaxSpan).
 	MaxSpan int64
+	// MinSpan joins spans shorter than this with the ones after them (0:
+	// none): a reader of whole layers in order (ociclip verify) starts fewer
+	// decoders, a reader of single files inflates more per read.
+	MinSpan int64
 	// Logf receives one line per failed span fetch (naming the layer
 	// digest and offset) and one per layer read whole (why). nil: silent.
 	Logf func(format string, args ...any)
@@ -222,7 +226,7 @@ func (e *Engine) layer(ctx context.Context, d string) (*layer, error) {
 		}
 		return nil, fmt.Errorf("%w: layer %s: %v", ErrFetch, d, err)
 	}
-	l, err = newLayer(e.a, d, size, e.opts.MaxSpan)
+	l, err = newLayer(e.a, d, size, e.opts.MinSpan, e.opts.MaxSpan)
 	if err != nil {
 		return nil, err
 	}

@@ -327,3 +327,25 @@ func TestEngineReadFileAt(t *testing.T) {
 		t.Errorf("a read of 4 KiB of a 900 KiB file inflated %d bytes", n)
 	}
 }
+
+// TestEngineMinSpan: MinSpan joins short spans, so reading the layer in
+// order starts fewer decoders, and still returns its bytes.
+func TestEngineMinSpan(t *testing.T) {
+	l := makeLayer(t, testimage.Gzip)
+	misses := func(minSpan int64) int64 {
+		e := spans.New(l.a, l.src, spans.Options{MinSpan: minSpan, ReadAhead: -1})
+		defer e.Close()
+		b := make([]byte, 32<<10)
+		for off := int64(0); off < int64(len(l.u)); off += int64(len(b)) {
+			p := b[:min(int64(len(b)), int64(len(l.u))-off)]
+			if err := e.ReadAt(context.Background(), l.digest, p, off); err != nil || !bytes.Equal(p, l.u[off:off+int64(len(p))]) {
+				t.Fatalf("MinSpan %d: ReadAt(%d): %v", minSpan, off, err)
+			}
+		}
+		return e.Stats().Misses
+	}
+	fine, coarse := misses(0), misses(512<<10)
+	if max := int64(len(l.u))/(512<<10) + 1; coarse > max || fine <= coarse {
+		t.Errorf("%d spans decoded with MinSpan 512 KiB (at most %d), %d without", coarse, max, fine)
+	}
+}

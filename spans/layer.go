@@ -56,7 +56,7 @@ type layer struct {
 type run struct{ start, end int64 }
 
 // layerState builds the layer's state from the archive and the blob size.
-func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, error) {
+func newLayer(a *archive.Archive, d string, size int64, minSpan, maxSpan int64) (*layer, error) {
 	l := &layer{digest: d, size: size, usize: -1, chunk: defaultChunk, comp: layerz.None}
 	var ext *archive.LayerExtension
 	if a.Extension != nil {
@@ -111,7 +111,7 @@ func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, 
 		for i, f := range l.frames {
 			starts[i] = f.UOff
 		}
-		l.plan(starts, maxSpan)
+		l.plan(starts, minSpan, maxSpan)
 	case layerz.Gzip:
 		switch {
 		case l.usize < 0:
@@ -123,7 +123,7 @@ func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, 
 			for _, p := range l.points {
 				starts = append(starts, p.UOff)
 			}
-			l.plan(starts, maxSpan)
+			l.plan(starts, minSpan, maxSpan)
 		}
 	}
 	return l, nil
@@ -133,11 +133,11 @@ func newLayer(a *archive.Archive, d string, size int64, maxSpan int64) (*layer, 
 // starts at the first chunk boundary at or after a start, so that it holds
 // whole checksum chunks; a layer with a span longer than maxSpan is read
 // whole instead.
-func (l *layer) plan(starts []int64, maxSpan int64) {
+func (l *layer) plan(starts []int64, minSpan, maxSpan int64) {
 	b := []int64{0}
 	for _, s := range starts {
 		s = (s + l.chunk - 1) / l.chunk * l.chunk
-		if s > b[len(b)-1] && s < l.usize {
+		if s > b[len(b)-1] && s-b[len(b)-1] >= minSpan && s < l.usize {
 			b = append(b, s)
 		}
 	}
