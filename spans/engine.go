@@ -151,7 +151,6 @@ func New(a *archive.Archive, src Source, opts Options) *Engine {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 4
 	}
-
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = 2 * time.Minute
 	}
@@ -353,18 +352,24 @@ func (e *Engine) readAt(ctx context.Context, d string, p []byte, uoff, upto int6
 		lo, hi := max(s, uoff), min(end, uoff+int64(len(p)))
 		copy(p[lo-uoff:hi-uoff], b[lo-s:hi-s])
 	}
-	if e.opts.ReadAhead >= 0 && sequential {
-		var ahead int64
-		for k := 1; last+k < l.spans(); k++ {
-			if e.opts.ReadAhead > 0 && k > e.opts.ReadAhead || e.opts.ReadAhead == 0 && ahead >= ReadAheadBytes {
-				break
-			}
-			n := l.bounds[last+k+1] - l.bounds[last+k]
-			e.prefetch(l, last+k, n, true)
-			ahead += n
-		}
+	if sequential {
+		e.readAhead(l, last)
 	}
 	return nil
+}
+
+// readAhead fetches the spans after span last in the background: ReadAhead
+// of them, or (ReadAhead 0) as many as hold ReadAheadBytes.
+func (e *Engine) readAhead(l *layer, last int) {
+	var ahead int64
+	for i := last + 1; i < l.spans() && e.opts.ReadAhead >= 0; i++ {
+		if n := i - last; e.opts.ReadAhead > 0 && n > e.opts.ReadAhead || e.opts.ReadAhead == 0 && ahead >= ReadAheadBytes {
+			return
+		}
+		size := l.bounds[i+1] - l.bounds[i]
+		e.prefetch(l, i, size, true)
+		ahead += size
+	}
 }
 
 // prefetch fetches the first want bytes of span i in the background unless

@@ -3,6 +3,7 @@ package tarindex
 import (
 	"archive/tar"
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -105,10 +106,7 @@ func Index(ctx context.Context, r io.Reader, opts Options) (*Result, error) {
 	switch want {
 	case layerz.Gzip:
 		span, small := opts.spans()
-		p.candSpan = span
-		if small > 0 {
-			p.candSpan = small
-		}
+		p.candSpan = cmp.Or(small, span)
 		p.gz = layerz.NewGzipReader(cr, br, p.onBlockEnd)
 		p.src = p.gz
 		ix.resolver = &cpResolver{}
@@ -450,10 +448,10 @@ func (r *rpPlacer) add(cands []candidate) {
 }
 
 // note records an entry whose data is the n bytes at uncompressed offset
-// off (a regular file when file is set) and decides the candidates it
+// off (n > 0: a regular file with data) and decides the candidates it
 // settles.
-func (r *rpPlacer) note(off, n int64, file bool) {
-	if file && r.small > 0 && n > 0 {
+func (r *rpPlacer) note(off, n int64) {
+	if r.small > 0 && n > 0 {
 		r.starts = append(r.starts, off)
 	}
 	r.known = off + n
@@ -710,24 +708,23 @@ func (ix *indexer) walk(u *ustream, waitHash func() error) error {
 			return limitErr("MaxEntries", int64(ix.lim.MaxEntries), "too many tar entries")
 		}
 		pos := u.pos
+		e, keep, err := ix.entry(hdr, pos)
+		if err != nil {
+			return err
+		}
 		if ix.placer != nil {
-			// Before anything more is read: the entry's data starts at
-			// pos (only regular files have data: the other types the
-			// tar reader skips without reading any).
-			var n int64
-			reg := hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA || hdr.Typeflag == tar.TypeCont
-			if reg {
-				n = max(hdr.Size, 0)
+			// Before anything more is read: the entry's data is the
+			// e.Size bytes at pos for a regular file; the tar reader
+			// reads none for the other types.
+			var data int64
+			if keep && e.Kind == KindFile {
+				data = e.Size
 			}
-			ix.placer.note(pos, n, reg)
+			ix.placer.note(pos, data)
 		}
 		if ix.resolver != nil && pos-last >= interval {
 			ix.resolver.request(pos)
 			last = pos
-		}
-		e, keep, err := ix.entry(hdr, pos)
-		if err != nil {
-			return err
 		}
 		if !keep {
 			continue
